@@ -1,0 +1,104 @@
+"""Building the ASGI application: the API under ``/api``, its database, and its error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from deputy import __version__
+from deputy.api import ROUTERS
+from deputy.api.middleware import PrefectHeadersMiddleware
+from deputy.api.responses import FastRoute, JSONResponse
+from deputy.api.validation import request_validation_handler
+from deputy.db import migrate
+from deputy.db.engine import Database
+from deputy.errors import DeputyError, ServiceUnavailable, integrity_conflict
+from deputy.settings import Settings
+
+logger = logging.getLogger("deputy")
+
+
+def create_app(settings: Settings, *, migrate_on_start: bool = True) -> FastAPI:
+    """The root app: lifespan opens (and migrates) the database; the API is mounted at /api."""
+    database = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if migrate_on_start:
+            await migrate.upgrade(database)
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    api = create_api_app(settings, database)
+    root = FastAPI(title="deputy", version=__version__, lifespan=lifespan, openapi_url=None)
+    root.state.settings = settings
+    root.state.database = database
+    root.mount("/api", api)
+    return root
+
+
+def create_api_app(settings: Settings, database: Database) -> FastAPI:
+    """The Prefect-compatible REST API, with paths as Prefect lists them (no ``/api``)."""
+    api = FastAPI(
+        title="deputy",
+        version=__version__,
+        description="A fast, lean server for the Prefect 3 REST API.",
+        default_response_class=JSONResponse,
+    )
+    api.router.route_class = FastRoute
+    api.state.settings = settings
+    api.state.database = database
+    for router in ROUTERS:
+        router.route_class = FastRoute
+        api.include_router(router)
+    api.add_middleware(PrefectHeadersMiddleware)
+    _add_error_handlers(api)
+    return api
+
+
+def _add_error_handlers(api: FastAPI) -> None:
+    api.add_exception_handler(RequestValidationError, request_validation_handler)
+    api.add_exception_handler(DeputyError, _deputy_error_handler)
+    api.add_exception_handler(IntegrityError, _integrity_error_handler)
+    api.add_exception_handler(DBAPIError, _database_error_handler)
+    api.add_exception_handler(Exception, _unexpected_error_handler)
+
+
+async def _deputy_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DeputyError)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _integrity_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    logger.info("integrity conflict: %s", exc)
+    return await _deputy_error_handler(_request, integrity_conflict())
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Lock timeouts and lost connections are worth a client retry; bad SQL is not."""
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        message = str(exc.orig).lower()
+        return "locked" in message or "busy" in message or "connect" in message
+    return False
+
+
+async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if _is_transient(exc):
+        logger.warning("transient database error, answering 503: %s", exc)
+        return await _deputy_error_handler(request, ServiceUnavailable())
+    return await _unexpected_error_handler(request, exc)
+
+
+async def _unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error", exc_info=exc)
+    return JSONResponse({"exception_message": "Internal Server Error"}, status_code=500)

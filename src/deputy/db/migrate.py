@@ -1,0 +1,66 @@
+"""Apply, inspect and reset the schema through Alembic, on deputy's own engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from deputy.db.engine import Database
+from deputy.db.tables import metadata
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> None:
+    if _current_revision(connection) == head_revision():
+        return
+    command.upgrade(alembic_config(connection), "head")
+
+
+def _drop_everything(connection: Connection) -> None:
+    metadata.drop_all(connection)
+    connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
+
+async def upgrade(database: Database) -> None:
+    """Bring the schema to the newest revision; cheap when it is already there."""
+    async with database.engine.connect() as conn:
+        await _run(conn, _upgrade)
+
+
+async def reset(database: Database) -> None:
+    """Drop every deputy table and recreate the schema from the first migration."""
+    async with database.engine.connect() as conn:
+        await _run(conn, _drop_everything)
+    await upgrade(database)
+
+
+async def current_revision(database: Database) -> str | None:
+    async with database.engine.connect() as conn:
+        return await conn.run_sync(_current_revision)
+
+
+async def _run(conn: Any, fn: Any) -> None:
+    await conn.run_sync(fn)
+    await conn.commit()

@@ -1,0 +1,285 @@
+"""The tables, as SQLAlchemy Core: the single description Alembic migrations are checked against.
+
+Columns follow Prefect 3.9.1's names so the wire schemas map one to one. Differences that
+are ours: ``total_run_time`` is float seconds (not an interval) and ``flow_run.state_id`` has no
+foreign key (a state row only ever dies with its run).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+
+from deputy.db.types import Timestamp, json_type
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s__%(constraint_name)s",
+    "fk": "fk_%(table_name)s__%(column_0_name)s__%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _base_columns() -> list[Column[object]]:
+    """id, created and updated: every table has them."""
+    return [
+        Column("id", Uuid, primary_key=True, default=uuid.uuid4),
+        Column("created", Timestamp, nullable=False),
+        Column("updated", Timestamp, nullable=False, index=True),
+    ]
+
+
+flow = Table(
+    "flow",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, unique=True),
+    Column("tags", json_type(), nullable=False, server_default="[]"),
+    Column("labels", json_type(nullable=True)),
+    Index(None, "created"),
+)
+
+work_pool = Table(
+    "work_pool",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, unique=True),
+    Column("description", String),
+    Column("type", String, nullable=False, index=True),
+    Column("base_job_template", json_type(), nullable=False, server_default="{}"),
+    Column("is_paused", Boolean, nullable=False, server_default=text("false")),
+    # No foreign key: pool and default queue point at each other; the service keeps them paired.
+    Column("default_queue_id", Uuid),
+    Column("concurrency_limit", Integer),
+    Column("status", String, nullable=False, server_default="NOT_READY"),
+    Column("last_transitioned_status_at", Timestamp),
+    Column("last_status_event_id", Uuid),
+    Column("storage_configuration", json_type(), nullable=False, server_default="{}"),
+)
+
+work_queue = Table(
+    "work_queue",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("description", String, nullable=False, server_default=""),
+    Column("is_paused", Boolean, nullable=False, server_default=text("false")),
+    Column("concurrency_limit", Integer),
+    Column("priority", Integer, nullable=False),
+    Column("last_polled", Timestamp),
+    Column("status", String, nullable=False, server_default="NOT_READY"),
+    Column("filter", json_type(nullable=True)),
+    Column(
+        "work_pool_id",
+        Uuid,
+        ForeignKey("work_pool.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    UniqueConstraint("work_pool_id", "name"),
+    Index(None, "work_pool_id", "priority"),
+)
+
+variable = Table(
+    "variable",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, unique=True),
+    Column("value", json_type(nullable=True)),
+    Column("tags", json_type(), nullable=False, server_default="[]"),
+)
+
+block_document = Table(
+    "block_document",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("data", json_type(), nullable=False, server_default="{}"),
+    Column("block_type_id", Uuid),
+    Column("block_schema_id", Uuid),
+    Column("is_anonymous", Boolean, nullable=False, server_default=text("false")),
+)
+
+concurrency_limit_v2 = Table(
+    "concurrency_limit_v2",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, unique=True),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("limit", Integer, nullable=False),
+    Column("active_slots", Integer, nullable=False, server_default="0"),
+    Column("denied_slots", Integer, nullable=False, server_default="0"),
+    Column("slot_decay_per_second", Float, nullable=False, server_default="0"),
+    Column("avg_slot_occupancy_seconds", Float, nullable=False, server_default="2"),
+)
+
+deployment = Table(
+    "deployment",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("version", String),
+    Column("version_info", json_type(nullable=True)),
+    Column("description", Text),
+    Column("flow_id", Uuid, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("work_queue_name", String, index=True),
+    Column(
+        "work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True
+    ),
+    Column("job_variables", json_type(), nullable=False, server_default="{}"),
+    Column("path", String),
+    Column("entrypoint", String),
+    Column("pull_steps", json_type(nullable=True)),
+    Column("last_polled", Timestamp),
+    Column("status", String, nullable=False, server_default="NOT_READY"),
+    Column("paused", Boolean, nullable=False, server_default=text("false"), index=True),
+    Column(
+        "concurrency_limit_id",
+        Uuid,
+        ForeignKey("concurrency_limit_v2.id", ondelete="SET NULL"),
+    ),
+    Column("concurrency_options", json_type(nullable=True)),
+    Column("tags", json_type(), nullable=False, server_default="[]"),
+    Column("labels", json_type(nullable=True)),
+    Column("parameters", json_type(), nullable=False, server_default="{}"),
+    Column("parameter_openapi_schema", json_type(nullable=True)),
+    Column("enforce_parameter_schema", Boolean, nullable=False, server_default=text("true")),
+    Column("created_by", json_type(nullable=True)),
+    Column("updated_by", json_type(nullable=True)),
+    Column(
+        "infrastructure_document_id",
+        Uuid,
+        ForeignKey("block_document.id", ondelete="CASCADE"),
+    ),
+    Column(
+        "storage_document_id",
+        Uuid,
+        ForeignKey("block_document.id", ondelete="CASCADE"),
+    ),
+    UniqueConstraint("flow_id", "name"),
+    Index(None, "created"),
+)
+
+task_run = Table(
+    "task_run",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, index=True),
+    Column("flow_run_id", Uuid, ForeignKey("flow_run.id", ondelete="CASCADE"), index=True),
+    Column("task_key", String, nullable=False),
+    Column("dynamic_key", String, nullable=False),
+    Column("cache_key", String),
+    Column("cache_expiration", Timestamp),
+    Column("task_version", String),
+    Column("flow_run_run_count", Integer, nullable=False, server_default="0"),
+    Column("empirical_policy", json_type(), nullable=False, server_default="{}"),
+    Column("task_inputs", json_type(), nullable=False, server_default="{}"),
+    Column("tags", json_type(), nullable=False, server_default="[]"),
+    Column("labels", json_type(nullable=True)),
+    Column("state_id", Uuid, index=True),
+    Column("state_type", String, index=True),
+    Column("state_name", String, index=True),
+    Column("state_timestamp", Timestamp),
+    Column("run_count", Integer, nullable=False, server_default="0"),
+    Column("expected_start_time", Timestamp),
+    Column("next_scheduled_start_time", Timestamp),
+    Column("start_time", Timestamp),
+    Column("end_time", Timestamp),
+    Column("total_run_time", Float, nullable=False, server_default="0"),
+    UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
+)
+
+flow_run = Table(
+    "flow_run",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, index=True),
+    Column("flow_id", Uuid, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
+    # No foreign key, as in Prefect: runs outlive their deployment.
+    Column("deployment_id", Uuid, index=True),
+    Column("deployment_version", String),
+    Column("work_queue_name", String, index=True),
+    Column(
+        "work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True
+    ),
+    Column("flow_version", String),
+    Column("parameters", json_type(), nullable=False, server_default="{}"),
+    Column("idempotency_key", String),
+    Column("context", json_type(), nullable=False, server_default="{}"),
+    Column("empirical_policy", json_type(), nullable=False, server_default="{}"),
+    Column("tags", json_type(), nullable=False, server_default="[]"),
+    Column("labels", json_type(nullable=True)),
+    Column("created_by", json_type(nullable=True)),
+    Column("infrastructure_pid", String),
+    Column("job_variables", json_type(nullable=True)),
+    Column(
+        "infrastructure_document_id",
+        Uuid,
+        ForeignKey("block_document.id", ondelete="CASCADE"),
+        index=True,
+    ),
+    Column(
+        "parent_task_run_id",
+        Uuid,
+        ForeignKey("task_run.id", ondelete="SET NULL", use_alter=True),
+        index=True,
+    ),
+    Column("auto_scheduled", Boolean, nullable=False, server_default=text("false")),
+    Column("state_id", Uuid),
+    Column("state_type", String),
+    Column("state_name", String),
+    Column("state_timestamp", Timestamp),
+    Column("run_count", Integer, nullable=False, server_default="0"),
+    Column("expected_start_time", Timestamp),
+    Column("next_scheduled_start_time", Timestamp),
+    Column("start_time", Timestamp),
+    Column("end_time", Timestamp),
+    Column("total_run_time", Float, nullable=False, server_default="0"),
+    UniqueConstraint("flow_id", "idempotency_key"),
+    Index(None, "state_type", "next_scheduled_start_time"),
+    Index(None, "work_queue_id", "state_type", "next_scheduled_start_time"),
+    Index(None, "expected_start_time"),
+    Index(None, "start_time"),
+    Index(None, "end_time"),
+    Index(None, "state_name"),
+    Index(None, "created"),
+)
+
+flow_run_state = Table(
+    "flow_run_state",
+    metadata,
+    Column("id", Uuid, primary_key=True, default=uuid.uuid4),
+    Column("created", Timestamp, nullable=False),
+    Column("updated", Timestamp, nullable=False),
+    Column(
+        "flow_run_id",
+        Uuid,
+        ForeignKey("flow_run.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("type", String, nullable=False, index=True),
+    Column("timestamp", Timestamp, nullable=False),
+    Column("name", String, nullable=False, index=True),
+    Column("message", Text),
+    Column("state_details", json_type(), nullable=False, server_default="{}"),
+    Column("data", json_type(nullable=True)),
+    UniqueConstraint("flow_run_id", "timestamp"),
+)

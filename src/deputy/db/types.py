@@ -1,0 +1,46 @@
+"""Column types that behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+UTC = dt.UTC
+
+
+class Timestamp(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime.
+
+    PostgreSQL stores ``timestamptz``. SQLite stores naive UTC text in one fixed format, so
+    text order is time order and indexes on these columns sort correctly.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw text from a func.* expression on SQLite
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type(*, nullable: bool = False) -> TypeEngine[Any]:
+    """JSON text on SQLite, JSONB on PostgreSQL; ``None`` is SQL NULL when ``nullable``."""
+    return JSON(none_as_null=nullable).with_variant(JSONB(none_as_null=nullable), "postgresql")

@@ -1,0 +1,102 @@
+"""Flows: get-or-create by name, reads, tag updates, cascading deletes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from deputy.db import tables as t
+from deputy.db.dialect import insert_on_conflict
+from deputy.db.filter_sql import flow_where
+from deputy.errors import NotFound
+from deputy.schemas.filters import FlowSort, RelatedFilters
+from deputy.schemas.flows import FlowCreate, FlowUpdate
+from deputy.services.common import now
+
+FLOW_NOT_FOUND = "Flow not found"
+
+_SORTS = {
+    FlowSort.CREATED_DESC: [t.flow.c.created.desc()],
+    FlowSort.UPDATED_DESC: [t.flow.c.updated.desc()],
+    FlowSort.NAME_ASC: [t.flow.c.name.asc()],
+    FlowSort.NAME_DESC: [t.flow.c.name.desc()],
+}
+
+
+async def create_flow(conn: AsyncConnection, body: FlowCreate) -> tuple[Any, bool]:
+    """The flow with this name, created when missing; ``True`` when created now."""
+    timestamp = now()
+    insert = (
+        insert_on_conflict(conn, t.flow)
+        .values(
+            id=uuid.uuid4(),
+            created=timestamp,
+            updated=timestamp,
+            name=body.name,
+            tags=body.tags,
+            labels=body.labels,
+        )
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(*t.flow.c)
+    )
+    row = (await conn.execute(insert)).first()
+    if row is not None:
+        return row, True
+    existing = (await conn.execute(select(t.flow).where(t.flow.c.name == body.name))).one()
+    return existing, False
+
+
+async def read_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> Any:
+    row = (await conn.execute(select(t.flow).where(t.flow.c.id == flow_id))).first()
+    if row is None:
+        raise NotFound(FLOW_NOT_FOUND)
+    return row
+
+
+async def read_flow_by_name(conn: AsyncConnection, name: str) -> Any:
+    row = (await conn.execute(select(t.flow).where(t.flow.c.name == name))).first()
+    if row is None:
+        raise NotFound(FLOW_NOT_FOUND)
+    return row
+
+
+async def update_flow(conn: AsyncConnection, flow_id: uuid.UUID, body: FlowUpdate) -> None:
+    values = body.model_dump(exclude_unset=True)
+    result = await conn.execute(
+        update(t.flow).where(t.flow.c.id == flow_id).values(**values, updated=now())
+    )
+    if result.rowcount == 0:
+        raise NotFound(FLOW_NOT_FOUND)
+
+
+async def delete_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
+    """Delete the flow; its deployments and runs go with it (foreign keys cascade)."""
+    result = await conn.execute(delete(t.flow).where(t.flow.c.id == flow_id))
+    if result.rowcount == 0:
+        raise NotFound(FLOW_NOT_FOUND)
+
+
+async def filter_flows(
+    conn: AsyncConnection,
+    filters: RelatedFilters,
+    *,
+    sort: FlowSort,
+    offset: int,
+    limit: int,
+) -> list[Any]:
+    query = (
+        select(t.flow)
+        .where(*flow_where(filters))
+        .order_by(*_SORTS[sort], t.flow.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def count_flows(conn: AsyncConnection, filters: RelatedFilters) -> int:
+    query = select(func.count()).select_from(t.flow).where(*flow_where(filters))
+    return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,33 @@
+"""Runtime configuration, read from ``DEPUTY_*`` environment variables when asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything deputy can be told from outside; built once by the CLI or a test."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPUTY_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".deputy")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 4200
+    log_level: str = "warning"
+    #: Largest request parameters accepted by create_flow_run, as compact JSON bytes.
+    max_parameter_size: int = 524_288
+    #: How long a SQLite writer waits for another process's write lock before failing.
+    sqlite_busy_timeout_ms: int = 60_000
+    #: Connections kept open to PostgreSQL per server process.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL in use: ``database_url`` or a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.home / 'deputy.db'}"
