@@ -18,8 +18,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 4200
     log_level: str = "warning"
-    #: Largest request parameters accepted by create_flow_run, as compact JSON bytes.
-    max_parameter_size: int = 524_288
     #: How long a SQLite writer waits for another process's write lock before failing.
     sqlite_busy_timeout_ms: int = 60_000
     #: Connections kept open to PostgreSQL per server process.

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from deputy.api import admin, flows
+from deputy.api import admin, deployments, flow_runs, flows, variables, work_pools
 
-ROUTERS: list[APIRouter] = [admin.router, flows.router]
+ROUTERS: list[APIRouter] = [
+    admin.router,
+    flows.router,
+    variables.router,
+    deployments.router,
+    flow_runs.router,
+    flow_runs.states_router,
+    work_pools.router,
+    work_pools.work_queues_router,
+]

@@ -13,8 +13,20 @@ from fastapi.routing import APIRoute
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
+def _default(value: Any) -> Any:
+    """Types orjson does not know: driver UUIDs (asyncpg), sets, and anything with a str."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return str(value)
+
+
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, option=_OPTIONS)
+    try:
+        return orjson.dumps(content, option=_OPTIONS, default=_default)
+    except (TypeError, orjson.JSONEncodeError):
+        # Integers beyond 64 bits or nesting beyond orjson's depth: the standard library
+        # writes what it can parse, so every body a client may send can be echoed back.
+        return json.dumps(content, default=_default, separators=(",", ":")).encode()
 
 
 class JSONResponse(Response):

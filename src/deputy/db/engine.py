@@ -16,6 +16,7 @@ service that needs them.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +32,21 @@ _WRITE_OPTION = "deputy_write"
 
 
 def _json_serializer(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value)  # integers beyond 64 bits, very deep nesting
+
+
+def _json_deserializer(value: Any) -> Any:
+    """SQLite hands back bare numbers already converted (its JSON columns have NUMERIC
+    affinity); everything else is JSON text."""
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
 
 
 class Database:
@@ -45,7 +60,7 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         engine_options: dict[str, Any] = {
             "json_serializer": _json_serializer,
-            "json_deserializer": orjson.loads,
+            "json_deserializer": _json_deserializer,
         }
         if self.is_sqlite:
             if url.database and url.database != ":memory:":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
+import uuid
 from typing import Any
 
 from deputy.errors import Unprocessable
@@ -38,3 +41,15 @@ def pagination(results: list[Any], count: int, limit: int, page: int) -> dict[st
         "pages": pages(count, limit),
         "page": page,
     }
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (version 7), as Prefect gives states, so ids sort by creation."""
+    unix_ms = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76  # version
+    value |= ((random_bits >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62  # variant
+    value |= random_bits & ((1 << 62) - 1)
+    return uuid.UUID(int=value)

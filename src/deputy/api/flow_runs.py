@@ -1,0 +1,64 @@
+"""Routes for /flow_runs and /flow_run_states (reads, filters, deletes)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+
+from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.responses import JSONResponse, json_response
+from deputy.schemas.core import State
+from deputy.schemas.flow_runs import FlowRunCountBody, FlowRunFilterBody, FlowRunResponse
+from deputy.services import flow_runs
+from deputy.services.common import page_limit
+
+router = APIRouter(prefix="/flow_runs", tags=["Flow Runs"])
+states_router = APIRouter(prefix="/flow_run_states", tags=["Flow Run States"])
+
+
+@router.post("/count")
+async def count_flow_runs(database: DatabaseDep, body: FlowRunCountBody | None = None) -> int:
+    async with database.read() as conn:
+        return await flow_runs.count_flow_runs(conn, body or FlowRunCountBody())
+
+
+@router.get("/{id:uuid}", response_model=FlowRunResponse)
+async def read_flow_run(id: IdPath, database: DatabaseDep) -> JSONResponse:
+    async with database.read() as conn:
+        run = await flow_runs.read_flow_run(conn, id)
+    return json_response(run)
+
+
+@router.post("/filter", response_model=list[FlowRunResponse])
+async def read_flow_runs(
+    database: DatabaseDep, body: FlowRunFilterBody | None = None
+) -> JSONResponse:
+    body = body or FlowRunFilterBody()
+    limit = page_limit(body.limit)
+    async with database.read() as conn:
+        runs = await flow_runs.filter_flow_runs(
+            conn, body, sort=body.sort, offset=body.offset, limit=limit
+        )
+    return json_response(runs)
+
+
+@router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_flow_run(id: IdPath, database: DatabaseDep) -> Response:
+    async with database.write() as conn:
+        await flow_runs.delete_flow_run(conn, id)
+    return Response(status_code=204)
+
+
+@states_router.get("/{id:uuid}", response_model=State)
+async def read_flow_run_state(id: IdPath, database: DatabaseDep) -> JSONResponse:
+    async with database.read() as conn:
+        state = await flow_runs.read_flow_run_state(conn, id)
+    return json_response(state)
+
+
+@states_router.get("/", response_model=list[State])
+async def read_flow_run_states(flow_run_id: uuid.UUID, database: DatabaseDep) -> JSONResponse:
+    async with database.read() as conn:
+        states = await flow_runs.read_flow_run_states(conn, flow_run_id)
+    return json_response(states)

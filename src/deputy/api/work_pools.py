@@ -1,0 +1,205 @@
+"""Routes for /work_pools (pools and their queues) and the read side of /work_queues."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Response, status
+
+from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.responses import JSONResponse, json_response
+from deputy.schemas.work_pools import (
+    WorkPoolCountBody,
+    WorkPoolCreate,
+    WorkPoolFilterBody,
+    WorkPoolResponse,
+    WorkPoolUpdate,
+    WorkQueueCreate,
+    WorkQueueFilterBody,
+    WorkQueueResponse,
+    WorkQueueUpdate,
+    work_pool_to_wire,
+    work_queue_to_wire,
+)
+from deputy.services import work_pools
+from deputy.services.common import page_limit
+
+router = APIRouter(prefix="/work_pools", tags=["Work Pools"])
+work_queues_router = APIRouter(prefix="/work_queues", tags=["Work Queues"])
+
+_CLIENT_AGENT = re.compile(r"^prefect/(\d+)\.(\d+)\.(\d+)\S* \(API \S+\)$")
+
+
+def legacy_storage_client(
+    user_agent: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> bool:
+    """True for Prefect clients up to 3.3.7, which reject ``default_result_storage_block_id``.
+
+    The client's User-Agent is ``prefect/<version> (API <api version>)``.
+    """
+    match = _CLIENT_AGENT.match(user_agent or "")
+    if match is None:
+        return False
+    return tuple(int(part) for part in match.groups()) <= (3, 3, 7)
+
+
+LegacyClient = Annotated[bool, Depends(legacy_storage_client)]
+PoolName = Annotated[str, Path(alias="name", description="The work pool name")]
+QueuePoolName = Annotated[str, Path(description="The work pool name")]
+QueueName = Annotated[str, Path(alias="name", description="The work pool queue name")]
+
+
+# --- pools ------------------------------------------------------------------------------
+
+
+@router.post("/", response_model=WorkPoolResponse, status_code=status.HTTP_201_CREATED)
+async def create_work_pool(
+    body: WorkPoolCreate, database: DatabaseDep, legacy: LegacyClient
+) -> JSONResponse:
+    """Create a pool with its ``default`` queue."""
+    async with database.write() as conn:
+        row = await work_pools.create_work_pool(conn, body)
+    return json_response(work_pool_to_wire(row, legacy_client=legacy), status_code=201)
+
+
+@router.post("/filter", response_model=list[WorkPoolResponse])
+async def read_work_pools(
+    database: DatabaseDep, legacy: LegacyClient, body: WorkPoolFilterBody | None = None
+) -> JSONResponse:
+    body = body or WorkPoolFilterBody()
+    limit = page_limit(body.limit)
+    async with database.read() as conn:
+        rows = await work_pools.filter_work_pools(
+            conn, body.work_pools, offset=body.offset, limit=limit
+        )
+        slots = await work_pools.pool_active_slots(conn, rows)
+    return json_response(
+        [work_pool_to_wire(r, slots.get(r.id), legacy_client=legacy) for r in rows]
+    )
+
+
+@router.post("/count")
+async def count_work_pools(database: DatabaseDep, body: WorkPoolCountBody | None = None) -> int:
+    async with database.read() as conn:
+        return await work_pools.count_work_pools(conn, body.work_pools if body else None)
+
+
+@router.get("/{name}", response_model=WorkPoolResponse)
+async def read_work_pool(
+    name: PoolName, database: DatabaseDep, legacy: LegacyClient
+) -> JSONResponse:
+    async with database.read() as conn:
+        row = await work_pools.read_work_pool_by_name(conn, name)
+        slots = await work_pools.pool_active_slots(conn, [row])
+    return json_response(work_pool_to_wire(row, slots.get(row.id), legacy_client=legacy))
+
+
+@router.patch("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def update_work_pool(name: PoolName, body: WorkPoolUpdate, database: DatabaseDep) -> Response:
+    async with database.write() as conn:
+        await work_pools.update_work_pool(conn, name, body)
+    return Response(status_code=204)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_work_pool(name: PoolName, database: DatabaseDep) -> Response:
+    async with database.write() as conn:
+        await work_pools.delete_work_pool(conn, name)
+    return Response(status_code=204)
+
+
+# --- queues of a pool -------------------------------------------------------------------
+
+
+@router.post(
+    "/{work_pool_name}/queues",
+    response_model=WorkQueueResponse,
+    status_code=status.HTTP_201_CREATED,
+)
+async def create_work_queue(
+    work_pool_name: QueuePoolName, body: WorkQueueCreate, database: DatabaseDep
+) -> JSONResponse:
+    """Create a queue; a taken priority pushes the holder and those after it down."""
+    async with database.write() as conn:
+        row = await work_pools.create_work_queue(conn, work_pool_name, body)
+    return json_response(work_queue_to_wire(row, work_pool_name), status_code=201)
+
+
+@router.post("/{work_pool_name}/queues/filter", response_model=list[WorkQueueResponse])
+async def read_work_queues(
+    work_pool_name: QueuePoolName,
+    database: DatabaseDep,
+    body: WorkQueueFilterBody | None = None,
+) -> JSONResponse:
+    body = body or WorkQueueFilterBody()
+    limit = page_limit(body.limit)
+    async with database.read() as conn:
+        rows = await work_pools.filter_pool_queues(
+            conn, work_pool_name, body.work_queues, offset=body.offset, limit=limit
+        )
+        slots = await work_pools.queue_active_slots(conn, rows)
+    return json_response([work_queue_to_wire(r, work_pool_name, slots.get(r.id)) for r in rows])
+
+
+@router.get("/{work_pool_name}/queues/{name}", response_model=WorkQueueResponse)
+async def read_work_queue(
+    work_pool_name: QueuePoolName, name: QueueName, database: DatabaseDep
+) -> JSONResponse:
+    async with database.read() as conn:
+        row = await work_pools.read_work_queue(conn, work_pool_name, name)
+        slots = await work_pools.queue_active_slots(conn, [row])
+    return json_response(work_queue_to_wire(row, work_pool_name, slots.get(row.id)))
+
+
+@router.patch("/{work_pool_name}/queues/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def update_work_queue(
+    work_pool_name: QueuePoolName, name: QueueName, body: WorkQueueUpdate, database: DatabaseDep
+) -> Response:
+    async with database.write() as conn:
+        await work_pools.update_work_queue(conn, work_pool_name, name, body)
+    return Response(status_code=204)
+
+
+@router.delete("/{work_pool_name}/queues/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_work_queue(
+    work_pool_name: QueuePoolName, name: QueueName, database: DatabaseDep
+) -> Response:
+    async with database.write() as conn:
+        await work_pools.delete_work_queue(conn, work_pool_name, name)
+    return Response(status_code=204)
+
+
+# --- /work_queues (read side) -----------------------------------------------------------
+
+
+@work_queues_router.post("/filter", response_model=list[WorkQueueResponse])
+async def filter_work_queues(
+    database: DatabaseDep, body: WorkQueueFilterBody | None = None
+) -> JSONResponse:
+    """Queues of every pool, by name."""
+    body = body or WorkQueueFilterBody()
+    limit = page_limit(body.limit)
+    async with database.read() as conn:
+        found = await work_pools.filter_work_queues(
+            conn, body.work_queues, offset=body.offset, limit=limit
+        )
+        slots = await work_pools.queue_active_slots(conn, [row for row, _ in found])
+    return json_response([work_queue_to_wire(row, pool, slots.get(row.id)) for row, pool in found])
+
+
+@work_queues_router.get("/name/{name}", response_model=WorkQueueResponse)
+async def read_work_queue_by_name(name: str, database: DatabaseDep) -> JSONResponse:
+    """A legacy queue by name: the one in ``default-agent-pool``."""
+    async with database.read() as conn:
+        row, pool_name = await work_pools.read_legacy_work_queue_by_name(conn, name)
+        slots = await work_pools.queue_active_slots(conn, [row])
+    return json_response(work_queue_to_wire(row, pool_name, slots.get(row.id)))
+
+
+@work_queues_router.get("/{id:uuid}", response_model=WorkQueueResponse)
+async def read_work_queue_by_id(id: IdPath, database: DatabaseDep) -> JSONResponse:
+    async with database.read() as conn:
+        row, pool_name = await work_pools.read_work_queue_by_id(conn, id)
+        slots = await work_pools.queue_active_slots(conn, [row])
+    return json_response(work_queue_to_wire(row, pool_name, slots.get(row.id)))

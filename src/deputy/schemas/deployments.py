@@ -1,0 +1,240 @@
+"""Deployment wire models, and ``create_flow_run``'s request body."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import uuid
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from deputy.schemas.core import CreatedBy, FlowRunPolicy, KeyValueLabels, StateCreate, UpdatedBy
+from deputy.schemas.filters import DeploymentSort, RelatedFilters
+
+
+#: Largest request parameters accepted, as compact JSON (Prefect's ``max_parameter_size``).
+MAX_PARAMETER_BYTES = 524_288
+
+
+def serialized_size(value: Any) -> int:
+    """Bytes of ``value`` as compact, ASCII-escaped JSON, the way Prefect measures it.
+
+    orjson measures quickly; only when escaping non-ASCII text could change the verdict is
+    the exact standard-library size computed.
+    """
+    try:
+        fast = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return len(json.dumps(value, separators=(",", ":")))
+    if fast.isascii() or len(fast) * 6 <= MAX_PARAMETER_BYTES:
+        return len(fast)  # exact for ASCII; otherwise small enough that escaping cannot matter
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+class ConcurrencyLimitStrategy(enum.StrEnum):
+    ENQUEUE = "ENQUEUE"
+    CANCEL_NEW = "CANCEL_NEW"
+
+
+class ConcurrencyOptions(BaseModel):
+    collision_strategy: ConcurrencyLimitStrategy
+    grace_period_seconds: int | None = Field(default=None, ge=60, le=86400)
+
+
+class VersionInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    version: str
+
+
+class _DeploymentFields(BaseModel):
+    """Fields shared by create and update; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = None
+    description: str | None = None
+    paused: bool = False
+    #: Schedules arrive with a later issue; until then only an empty list is accepted.
+    schedules: list[dict[str, Any]] = Field(default_factory=list)
+    concurrency_limit: int | None = Field(default=None, gt=0)
+    concurrency_options: ConcurrencyOptions | None = None
+    global_concurrency_limit_id: uuid.UUID | None = None
+    parameter_openapi_schema: dict[str, Any] | None = None
+    tags: list[str] = Field(default_factory=list)
+    work_queue_name: str | None = None
+    work_pool_name: str | None = None
+    path: str | None = None
+    pull_steps: list[dict[str, Any]] | None = None
+    entrypoint: str | None = None
+    storage_document_id: uuid.UUID | None = None
+    infrastructure_document_id: uuid.UUID | None = None
+    version_info: VersionInfo | None = None
+
+
+class DeploymentCreate(_DeploymentFields):
+    name: str
+    flow_id: uuid.UUID
+    enforce_parameter_schema: bool = True
+    parameter_openapi_schema: dict[str, Any] | None = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    labels: KeyValueLabels | None = Field(default_factory=dict)
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeploymentUpdate(_DeploymentFields):
+    parameters: dict[str, Any] | None = None
+    job_variables: dict[str, Any] | None = None
+    enforce_parameter_schema: bool | None = None
+
+
+class GlobalConcurrencyLimitResponse(BaseModel):
+    id: uuid.UUID
+    created: dt.datetime | None
+    updated: dt.datetime | None
+    active: bool = True
+    name: str
+    limit: int
+    active_slots: int
+    slot_decay_per_second: float = 2.0
+
+
+class DeploymentResponse(BaseModel):
+    id: uuid.UUID
+    created: dt.datetime | None
+    updated: dt.datetime | None
+    name: str
+    version: str | None = None
+    description: str | None = None
+    flow_id: uuid.UUID
+    paused: bool = False
+    schedules: list[dict[str, Any]] = Field(default_factory=list)
+    concurrency_limit: int | None = None
+    global_concurrency_limit: GlobalConcurrencyLimitResponse | None = None
+    concurrency_options: ConcurrencyOptions | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    labels: KeyValueLabels = Field(default_factory=dict)
+    work_queue_name: str | None = None
+    work_queue_id: uuid.UUID | None = None
+    last_polled: dt.datetime | None = None
+    parameter_openapi_schema: dict[str, Any] | None = None
+    path: str | None = None
+    pull_steps: list[dict[str, Any]] | None = None
+    entrypoint: str | None = None
+    storage_document_id: uuid.UUID | None = None
+    infrastructure_document_id: uuid.UUID | None = None
+    created_by: CreatedBy | None = None
+    updated_by: UpdatedBy | None = None
+    work_pool_name: str | None = None
+    status: str | None = "NOT_READY"
+    enforce_parameter_schema: bool = True
+
+
+class DeploymentFilterBody(RelatedFilters):
+    offset: int = Field(default=0, ge=0)
+    limit: int | None = None
+    sort: DeploymentSort = DeploymentSort.NAME_ASC
+
+
+class DeploymentPaginateBody(RelatedFilters):
+    page: int = Field(default=1, ge=1)
+    limit: int | None = None
+    sort: DeploymentSort = DeploymentSort.NAME_ASC
+
+
+class DeploymentPaginationResponse(BaseModel):
+    results: list[DeploymentResponse]
+    count: int
+    limit: int
+    pages: int
+    page: int
+
+
+class DeploymentFlowRunCreate(BaseModel):
+    """The body of ``POST /deployments/{id}/create_flow_run``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: StateCreate | None = None
+    name: str = Field(default="")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    enforce_parameter_schema: bool | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    infrastructure_document_id: uuid.UUID | None = None
+    empirical_policy: FlowRunPolicy = Field(default_factory=FlowRunPolicy)
+    tags: list[str] = Field(default_factory=list)
+    idempotency_key: str | None = None
+    labels: KeyValueLabels | None = None
+    parent_task_run_id: uuid.UUID | None = None
+    work_queue_name: str | None = None
+    job_variables: dict[str, Any] | None = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = serialized_size(value)
+        if size > MAX_PARAMETER_BYTES:
+            raise ValueError(
+                f"Flow run parameters must be less than {MAX_PARAMETER_BYTES:,} bytes when "
+                f"serialized (got {size:,} bytes)."
+            )
+        return value
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _null_name_means_generated(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+def deployment_to_wire(row: Any) -> dict[str, Any]:
+    """A deployment row joined with its queue, pool and concurrency limit, as Prefect answers."""
+    limit = None
+    if row.gcl_id is not None:
+        limit = {
+            "id": row.gcl_id,
+            "created": row.gcl_created,
+            "updated": row.gcl_updated,
+            "active": row.gcl_active,
+            "name": row.gcl_name,
+            "limit": row.gcl_limit,
+            "active_slots": row.gcl_active_slots,
+            "slot_decay_per_second": row.gcl_slot_decay_per_second,
+        }
+    return {
+        "id": row.id,
+        "created": row.created,
+        "updated": row.updated,
+        "name": row.name,
+        "version": row.version,
+        "description": row.description,
+        "flow_id": row.flow_id,
+        "paused": row.paused,
+        "schedules": [],
+        "concurrency_limit": None,
+        "global_concurrency_limit": limit,
+        "concurrency_options": row.concurrency_options,
+        "job_variables": row.job_variables,
+        "parameters": row.parameters,
+        "tags": row.tags,
+        "labels": row.labels or {},
+        "work_queue_name": row.queue_name if row.queue_name is not None else row.work_queue_name,
+        "work_queue_id": row.work_queue_id,
+        "last_polled": row.last_polled,
+        "parameter_openapi_schema": row.parameter_openapi_schema,
+        "path": row.path,
+        "pull_steps": row.pull_steps,
+        "entrypoint": row.entrypoint,
+        "storage_document_id": row.storage_document_id,
+        "infrastructure_document_id": row.infrastructure_document_id,
+        "created_by": row.created_by,
+        "updated_by": row.updated_by,
+        "work_pool_name": row.pool_name,
+        "status": row.status,
+        "enforce_parameter_schema": row.enforce_parameter_schema,
+    }

@@ -1,0 +1,268 @@
+"""``POST /deployments/{id}/create_flow_run``: the product's hot path.
+
+One read of the deployment (with its queue and pool), parameters merged, hydrated and checked,
+job variables checked, the queue resolved, then one INSERT for the run and one for its first
+state. With an idempotency key the run INSERT is ``ON CONFLICT DO NOTHING`` and a replay reads
+the existing run back instead (200, unchanged, no new state).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import coolname
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from deputy.db import tables as t
+from deputy.db.dialect import insert_on_conflict
+from deputy.errors import BadRequest, NotFound
+from deputy.orchestration.bookkeeping import run_updates_for_state
+from deputy.schemas.core import FlowRunPolicy, StateType, dump_policy
+from deputy.schemas.deployments import DeploymentFlowRunCreate
+from deputy.schemas.flow_runs import flow_run_to_wire
+from deputy.services import work_pools
+from deputy.services.common import now, uuid7
+from deputy.services.flow_runs import read_flow_run_by_idempotency_key
+from deputy.services.job_variables import validate_job_variables_for_run
+from deputy.services.parameter_schema import enforce_flow_run_parameters
+from deputy.services.parameters import hydrate
+
+DEPLOYMENT_NOT_FOUND = "Deployment not found"
+
+#: Words a generated run name must not contain, so a random name never offends.
+_NAME_DENY_LIST = frozenset({"sexy", "demonic", "fat", "unkempt", "nippy", "nasty"})
+
+_DEFAULT_POLICY = dump_policy(FlowRunPolicy())
+
+_d = t.deployment.c
+_DEPLOYMENT_COLUMNS = (
+    _d.id,
+    _d.flow_id,
+    _d.version,
+    _d.parameters,
+    _d.parameter_openapi_schema,
+    _d.enforce_parameter_schema,
+    _d.job_variables,
+    _d.tags,
+    _d.labels,
+    _d.work_queue_id,
+    _d.work_queue_name,
+    _d.infrastructure_document_id,
+    t.work_queue.c.name.label("queue_name"),
+    t.work_queue.c.work_pool_id,
+    t.work_pool.c.name.label("pool_name"),
+    t.work_pool.c.base_job_template,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedRun:
+    """The run as answered, and whether this call created it (201) or replayed a key (200)."""
+
+    body: dict[str, Any]
+    created: bool
+
+
+def generate_run_name() -> str:
+    """A two-word ``adjective-animal`` slug, re-drawn if it contains a denied word."""
+    while True:
+        words = coolname.generate(2)
+        if not _NAME_DENY_LIST.intersection(words):
+            return "-".join(words)
+
+
+async def _read_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> Any:
+    query = (
+        select(*_DEPLOYMENT_COLUMNS)
+        .select_from(t.deployment)
+        .outerjoin(t.work_queue, t.work_queue.c.id == _d.work_queue_id)
+        .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+        .where(_d.id == deployment_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(DEPLOYMENT_NOT_FOUND)
+    return row
+
+
+async def create_flow_run_from_deployment(
+    conn: AsyncConnection,
+    deployment_id: uuid.UUID,
+    body: DeploymentFlowRunCreate,
+    *,
+    created_by: dict[str, Any] | None = None,
+) -> CreatedRun:
+    deployment = await _read_deployment(conn, deployment_id)
+    return await create_flow_run_for(conn, deployment, body, created_by=created_by)
+
+
+async def read_deployment_for_runs(conn: AsyncConnection, deployment_id: uuid.UUID) -> Any:
+    """The deployment columns run creation needs (the bulk route reads them once)."""
+    return await _read_deployment(conn, deployment_id)
+
+
+async def create_flow_run_for(
+    conn: AsyncConnection,
+    deployment: Any,
+    body: DeploymentFlowRunCreate,
+    *,
+    created_by: dict[str, Any] | None = None,
+) -> CreatedRun:
+    """Every rule of Prefect's create_flow_run, for an already-read deployment."""
+    parameters = await hydrate(conn, {**deployment.parameters, **body.parameters})
+    enforce = (
+        body.enforce_parameter_schema
+        if body.enforce_parameter_schema is not None
+        else deployment.enforce_parameter_schema
+    )
+    enforce_flow_run_parameters(parameters, deployment.parameter_openapi_schema, enforce=enforce)
+    if deployment.work_pool_id is not None:
+        validate_job_variables_for_run(
+            deployment.base_job_template, deployment.job_variables, body.job_variables
+        )
+    queue_id, queue_name, pool_id, pool_name = await _resolve_queue(conn, deployment, body)
+
+    timestamp = now()
+    run_id = uuid.uuid4()
+    state = _initial_state(body, run_id, timestamp)
+    run: dict[str, Any] = {
+        "id": run_id,
+        "created": timestamp,
+        "updated": timestamp,
+        "name": body.name or generate_run_name(),
+        "flow_id": deployment.flow_id,
+        "deployment_id": deployment.id,
+        "deployment_version": deployment.version,
+        "work_queue_id": queue_id,
+        "work_queue_name": queue_name,
+        "flow_version": None,
+        "parameters": parameters,
+        "idempotency_key": body.idempotency_key,
+        "context": body.context,
+        "empirical_policy": (
+            dump_policy(body.empirical_policy)
+            if "empirical_policy" in body.model_fields_set
+            else _DEFAULT_POLICY
+        ),
+        "tags": _union(deployment.tags, body.tags),
+        "labels": {
+            **(deployment.labels or {}),
+            "prefect.flow.id": str(deployment.flow_id),
+            "prefect.deployment.id": str(deployment.id),
+            **(body.labels or {}),
+        },
+        "created_by": created_by,
+        "infrastructure_pid": None,
+        "job_variables": body.job_variables if body.job_variables is not None else {},
+        "infrastructure_document_id": (
+            body.infrastructure_document_id or deployment.infrastructure_document_id
+        ),
+        "parent_task_run_id": body.parent_task_run_id,
+        "auto_scheduled": False,
+        "run_count": 0,
+        "total_run_time": 0.0,
+        "state_id": None,
+        "state_type": None,
+        "state_name": None,
+        "state_timestamp": None,
+        "expected_start_time": None,
+        "next_scheduled_start_time": None,
+        "start_time": None,
+        "end_time": None,
+    }
+    run.update(run_updates_for_state(run, None, None, state))
+
+    if body.idempotency_key is None:
+        await conn.execute(t.flow_run.insert().values(run))
+    else:
+        inserted = await conn.execute(
+            insert_on_conflict(conn, t.flow_run)
+            .values(run)
+            .on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
+            .returning(t.flow_run.c.id)
+        )
+        if inserted.first() is None:
+            existing = await read_flow_run_by_idempotency_key(
+                conn, deployment.flow_id, body.idempotency_key
+            )
+            return CreatedRun(existing, created=False)
+    await conn.execute(t.flow_run_state.insert().values(state))
+    return CreatedRun(
+        flow_run_to_wire(
+            run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, now=timestamp
+        ),
+        created=True,
+    )
+
+
+async def _resolve_queue(
+    conn: AsyncConnection, deployment: Any, body: DeploymentFlowRunCreate
+) -> tuple[Any, str | None, Any, str | None]:
+    """(queue id, queue name, pool id, pool name) for the run: the deployment's queue, or the
+    requested one inside the deployment's pool, created there when it does not exist yet."""
+    if not body.work_queue_name:
+        return (
+            deployment.work_queue_id,
+            deployment.queue_name if deployment.queue_name is not None else deployment.work_queue_name,
+            deployment.work_pool_id,
+            deployment.pool_name,
+        )
+    if deployment.work_pool_id is None:
+        raise BadRequest(
+            f"Cannot create flow run in work queue {body.work_queue_name} because deployment "
+            f"{deployment.id} is not associated with a work pool. Please remove work_pool_name "
+            "and try again."
+        )
+    queue = await work_pools.get_or_create_work_queue(
+        conn, deployment.work_pool_id, body.work_queue_name
+    )
+    return queue.id, queue.name, deployment.work_pool_id, deployment.pool_name
+
+
+def _initial_state(
+    body: DeploymentFlowRunCreate, run_id: uuid.UUID, timestamp: dt.datetime
+) -> dict[str, Any]:
+    """The first state: the one requested (forced, no orchestration) or Scheduled for now."""
+    proposed = body.state
+    state_type = proposed.type if proposed is not None else StateType.SCHEDULED
+    details = proposed.state_details.model_dump(mode="json") if proposed is not None else {
+        **_EMPTY_DETAILS
+    }
+    if state_type == StateType.SCHEDULED and details.get("scheduled_time") is None:
+        details["scheduled_time"] = _json_time(timestamp)
+    details["flow_run_id"] = str(run_id)
+    return {
+        "id": uuid7(),
+        "created": timestamp,
+        "updated": timestamp,
+        "flow_run_id": run_id,
+        "type": state_type.value,
+        "name": (proposed.name if proposed is not None and proposed.name else None)
+        or state_type.value.title(),
+        "timestamp": timestamp,
+        "message": proposed.message if proposed is not None else None,
+        "data": proposed.data if proposed is not None else None,
+        "state_details": details,
+    }
+
+
+def _json_time(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    """Tags of both, each once, in first-seen order (Prefect's set order is unspecified)."""
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _empty_details() -> dict[str, Any]:
+    from deputy.schemas.core import StateDetails
+
+    return StateDetails().model_dump(mode="json")
+
+
+_EMPTY_DETAILS = _empty_details()

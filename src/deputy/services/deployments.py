@@ -1,0 +1,364 @@
+"""Deployments: upsert on (flow_id, name), reads with queue/pool/limit joined, updates, deletes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from deputy.db import tables as t
+from deputy.db.dialect import insert_on_conflict
+from deputy.db.filter_sql import deployment_where
+from deputy.errors import Conflict, NotFound, Unprocessable, integrity_conflict
+from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
+from deputy.schemas.filters import DeploymentSort, RelatedFilters
+from deputy.services import work_pools
+from deputy.services.common import now
+from deputy.services.hydration import DEPLOYMENT_PREFIX
+from deputy.services.job_variables import (
+    check_deployment_update_job_variables,
+    validate_job_variables_for_deployment,
+)
+from deputy.services.parameter_schema import (
+    ensure_schema_present,
+    validate_deployment_update_parameters,
+)
+from deputy.services.parameters import hydrate
+
+DEPLOYMENT_NOT_FOUND = "Deployment not found"
+DEFAULT_AGENT_POOL = "default-agent-pool"
+
+_SORTS = {
+    DeploymentSort.CREATED_DESC: [t.deployment.c.created.desc()],
+    DeploymentSort.UPDATED_DESC: [t.deployment.c.updated.desc()],
+    DeploymentSort.NAME_ASC: [t.deployment.c.name.asc()],
+    DeploymentSort.NAME_DESC: [t.deployment.c.name.desc()],
+}
+
+_limit = t.concurrency_limit_v2.c
+
+
+def deployment_query() -> Select[Any]:
+    """A deployment with its queue name, pool name and concurrency limit, in one statement."""
+    return (
+        select(
+            t.deployment,
+            t.work_queue.c.name.label("queue_name"),
+            t.work_pool.c.name.label("pool_name"),
+            _limit.id.label("gcl_id"),
+            _limit.created.label("gcl_created"),
+            _limit.updated.label("gcl_updated"),
+            _limit.active.label("gcl_active"),
+            _limit.name.label("gcl_name"),
+            _limit.limit.label("gcl_limit"),
+            _limit.active_slots.label("gcl_active_slots"),
+            _limit.slot_decay_per_second.label("gcl_slot_decay_per_second"),
+        )
+        .select_from(t.deployment)
+        .outerjoin(t.work_queue, t.work_queue.c.id == t.deployment.c.work_queue_id)
+        .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+        .outerjoin(t.concurrency_limit_v2, _limit.id == t.deployment.c.concurrency_limit_id)
+    )
+
+
+async def read_deployment(
+    conn: AsyncConnection, deployment_id: uuid.UUID, *, not_found: str = DEPLOYMENT_NOT_FOUND
+) -> Any:
+    row = (
+        await conn.execute(deployment_query().where(t.deployment.c.id == deployment_id))
+    ).first()
+    if row is None:
+        raise NotFound(not_found)
+    return row
+
+
+async def read_deployment_by_name(conn: AsyncConnection, flow_name: str, name: str) -> Any:
+    query = (
+        deployment_query()
+        .join(t.flow, t.flow.c.id == t.deployment.c.flow_id)
+        .where(t.flow.c.name == flow_name, t.deployment.c.name == name)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(DEPLOYMENT_NOT_FOUND)
+    return row
+
+
+async def _resolve_work_queue(
+    conn: AsyncConnection, pool_name: str | None, queue_name: str | None
+) -> Any | None:
+    """The queue a deployment runs on, created when named but missing (as Prefect does)."""
+    if pool_name:
+        pool = await work_pools.read_work_pool_by_name(conn, pool_name)
+        if queue_name:
+            return await work_pools.get_or_create_work_queue(conn, pool.id, queue_name)
+        return (
+            await conn.execute(select(t.work_queue).where(t.work_queue.c.id == pool.default_queue_id))
+        ).one()
+    if queue_name:
+        pool = await work_pools.get_or_create_default_agent_pool(conn)
+        return await work_pools.get_or_create_work_queue(conn, pool.id, queue_name)
+    return None
+
+
+async def _validate_job_variables(
+    conn: AsyncConnection, pool_name: str | None, job_variables: dict[str, Any] | None
+) -> None:
+    """New deployments' job variables are type-checked against the pool's template."""
+    if not pool_name or pool_name == DEFAULT_AGENT_POOL or not job_variables:
+        return
+    pool = await work_pools.read_work_pool_by_name(conn, pool_name)
+    validate_job_variables_for_deployment(pool.base_job_template, job_variables)
+
+
+async def _read_flow_labels(conn: AsyncConnection, flow_id: uuid.UUID) -> dict[str, Any]:
+    row = (await conn.execute(select(t.flow.c.labels).where(t.flow.c.id == flow_id))).first()
+    if row is None:
+        raise integrity_conflict()  # Prefect answers an unknown flow_id with the FK conflict
+    return dict(row.labels or {})
+
+
+async def _check_block(conn: AsyncConnection, block_id: uuid.UUID | None, kind: str) -> None:
+    if block_id is None:
+        return
+    found = (
+        await conn.execute(select(t.block_document.c.id).where(t.block_document.c.id == block_id))
+    ).first()
+    if found is None:
+        raise Conflict(
+            f"Error creating deployment. Could not find {kind} block with id: {block_id}. This "
+            "usually occurs when applying a deployment specification that was built against a "
+            "different Prefect database / workspace."
+        )
+
+
+def _refuse_schedules(schedules: list[Any] | None) -> None:
+    if schedules:
+        raise Unprocessable("Deployment schedules are not supported by this server yet.")
+
+
+async def _check_global_limit(conn: AsyncConnection, limit_id: uuid.UUID | None) -> None:
+    if limit_id is None:
+        return
+    found = (await conn.execute(select(_limit.id).where(_limit.id == limit_id))).first()
+    if found is None:
+        raise NotFound("Concurrency limit not found")
+
+
+async def _set_concurrency_limit(
+    conn: AsyncConnection, deployment_id: uuid.UUID, limit: int | None
+) -> None:
+    """A deployment's limit lives in a ``concurrency_limit_v2`` row named ``deployment:<id>``."""
+    name = f"deployment:{deployment_id}"
+    timestamp = now()
+    if limit is None:
+        await conn.execute(
+            update(t.deployment)
+            .where(t.deployment.c.id == deployment_id)
+            .values(concurrency_limit_id=None)
+        )
+        await conn.execute(delete(t.concurrency_limit_v2).where(_limit.name == name))
+        return
+    upsert = (
+        insert_on_conflict(conn, t.concurrency_limit_v2)
+        .values(
+            id=uuid.uuid4(),
+            created=timestamp,
+            updated=timestamp,
+            name=name,
+            limit=limit,
+            active=True,
+            active_slots=0,
+            denied_slots=0,
+            slot_decay_per_second=0.0,
+            avg_slot_occupancy_seconds=2.0,
+        )
+        .on_conflict_do_update(index_elements=["name"], set_={"limit": limit, "updated": timestamp})
+        .returning(_limit.id)
+    )
+    limit_id = (await conn.execute(upsert)).scalar_one()
+    await conn.execute(
+        update(t.deployment)
+        .where(t.deployment.c.id == deployment_id)
+        .values(concurrency_limit_id=limit_id)
+    )
+
+
+async def create_deployment(
+    conn: AsyncConnection, body: DeploymentCreate, created_by: dict[str, Any] | None
+) -> tuple[Any, bool]:
+    """Create the deployment, or update the one with the same flow and name; True if created."""
+    _refuse_schedules(body.schedules)
+    fields = body.model_fields_set
+    await _validate_job_variables(conn, body.work_pool_name, body.job_variables)
+    queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
+    await _check_global_limit(conn, body.global_concurrency_limit_id)
+    await _check_block(conn, body.infrastructure_document_id, "infrastructure")
+    await _check_block(conn, body.storage_document_id, "storage")
+    labels = {
+        **await _read_flow_labels(conn, body.flow_id),
+        "prefect.flow.id": str(body.flow_id),
+        **(body.labels or {}),
+    }
+    timestamp = now()
+    values: dict[str, Any] = {
+        "name": body.name,
+        "flow_id": body.flow_id,
+        "version": body.version,
+        "version_info": body.version_info.model_dump() if body.version_info else None,
+        "description": body.description,
+        "paused": body.paused,
+        "concurrency_options": (
+            body.concurrency_options.model_dump(mode="json") if body.concurrency_options else None
+        ),
+        "concurrency_limit_id": body.global_concurrency_limit_id,
+        "enforce_parameter_schema": body.enforce_parameter_schema,
+        "parameter_openapi_schema": body.parameter_openapi_schema,
+        "parameters": body.parameters,
+        "tags": body.tags,
+        "labels": labels,
+        "pull_steps": body.pull_steps if body.pull_steps is not None else [],
+        "work_queue_name": queue.name if queue is not None else None,
+        "work_queue_id": queue.id if queue is not None else None,
+        "path": body.path,
+        "entrypoint": body.entrypoint,
+        "storage_document_id": body.storage_document_id,
+        "infrastructure_document_id": body.infrastructure_document_id,
+        "job_variables": body.job_variables,
+        "updated_by": created_by,
+        "updated": timestamp,
+    }
+    on_conflict = {
+        key: value
+        for key, value in values.items()
+        if key in fields
+        or key in ("labels", "updated", "updated_by", "work_queue_id", "work_queue_name")
+    }
+    if "global_concurrency_limit_id" in fields:
+        on_conflict["concurrency_limit_id"] = body.global_concurrency_limit_id
+    if "version_info" in fields:
+        on_conflict["version_info"] = values["version_info"]
+    if "work_pool_name" not in fields and "work_queue_name" not in fields:
+        on_conflict.pop("work_queue_id")
+        on_conflict.pop("work_queue_name")
+    statement = (
+        insert_on_conflict(conn, t.deployment)
+        .values(id=uuid.uuid4(), created=timestamp, created_by=created_by, **values)
+        .on_conflict_do_update(index_elements=["flow_id", "name"], set_=on_conflict)
+        .returning(t.deployment.c.id, t.deployment.c.created)
+    )
+    inserted = (await conn.execute(statement)).one()
+    if "concurrency_limit" in fields:
+        await _set_concurrency_limit(conn, inserted.id, body.concurrency_limit)
+    return await read_deployment(conn, inserted.id), inserted.created == timestamp
+
+
+async def update_deployment(
+    conn: AsyncConnection, deployment_id: uuid.UUID, body: DeploymentUpdate
+) -> None:
+    """PATCH: only the fields sent change; parameters are re-validated when enforcing."""
+    _refuse_schedules(body.schedules)
+    existing = await read_deployment(conn, deployment_id, not_found="Deployment not found.")
+    fields = body.model_fields_set
+    values: dict[str, Any] = {
+        key: getattr(body, key)
+        for key in fields
+        if key
+        not in (
+            "work_pool_name",
+            "work_queue_name",
+            "schedules",
+            "concurrency_limit",
+            "global_concurrency_limit_id",
+            "version_info",
+            "concurrency_options",
+        )
+    }
+    if "concurrency_options" in fields:
+        values["concurrency_options"] = (
+            body.concurrency_options.model_dump(mode="json") if body.concurrency_options else None
+        )
+    if "version_info" in fields:
+        values["version_info"] = body.version_info.model_dump() if body.version_info else None
+    if body.work_pool_name:
+        pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
+        check_deployment_update_job_variables(pool.base_job_template, body.job_variables)
+    if body.work_pool_name or body.work_queue_name:
+        queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
+        values["work_queue_id"] = queue.id if queue is not None else None
+        values["work_queue_name"] = queue.name if queue is not None else None
+    elif "work_pool_name" in fields and body.work_pool_name is None:
+        values["work_queue_id"] = None
+    if body.parameters is not None:
+        values["parameters"] = await hydrate(conn, body.parameters, prefix=DEPLOYMENT_PREFIX)
+    enforce = (
+        body.enforce_parameter_schema
+        if body.enforce_parameter_schema is not None
+        else existing.enforce_parameter_schema
+    )
+    if enforce:
+        schema = ensure_schema_present(
+            body.parameter_openapi_schema or existing.parameter_openapi_schema
+        )
+        validate_deployment_update_parameters(values.get("parameters", existing.parameters), schema)
+    await _check_global_limit(conn, body.global_concurrency_limit_id)
+    if "global_concurrency_limit_id" in fields:
+        values["concurrency_limit_id"] = body.global_concurrency_limit_id
+    if "pull_steps" in values and values["pull_steps"] is None:
+        values["pull_steps"] = []
+    values["updated"] = now()
+    await conn.execute(
+        update(t.deployment).where(t.deployment.c.id == deployment_id).values(**values)
+    )
+    if "concurrency_limit" in fields:
+        await _set_concurrency_limit(conn, deployment_id, body.concurrency_limit)
+
+
+async def delete_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
+    """Delete the deployment and its concurrency limit; its runs stay, as in Prefect."""
+    result = await conn.execute(
+        delete(t.deployment)
+        .where(t.deployment.c.id == deployment_id)
+        .returning(t.deployment.c.concurrency_limit_id)
+    )
+    row = result.first()
+    if row is None:
+        raise NotFound(DEPLOYMENT_NOT_FOUND)
+    await conn.execute(
+        delete(t.concurrency_limit_v2).where(_limit.name == f"deployment:{deployment_id}")
+    )
+
+
+async def filter_deployments(
+    conn: AsyncConnection,
+    filters: RelatedFilters,
+    *,
+    sort: DeploymentSort,
+    offset: int,
+    limit: int,
+) -> list[Any]:
+    query = (
+        deployment_query()
+        .where(*deployment_where(filters))
+        .order_by(*_SORTS[sort], t.deployment.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def count_deployments(conn: AsyncConnection, filters: RelatedFilters) -> int:
+    query = select(func.count()).select_from(t.deployment).where(*deployment_where(filters))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def set_paused(conn: AsyncConnection, deployment_id: uuid.UUID, paused: bool) -> None:
+    result = await conn.execute(
+        update(t.deployment)
+        .where(t.deployment.c.id == deployment_id)
+        .values(paused=paused, updated=now())
+    )
+    if result.rowcount == 0:
+        raise NotFound(DEPLOYMENT_NOT_FOUND)

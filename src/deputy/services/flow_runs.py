@@ -1,0 +1,148 @@
+"""Reading, filtering and deleting flow runs and their state history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, delete, func, nulls_last, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from deputy.db import tables as t
+from deputy.db.filter_sql import flow_run_where
+from deputy.errors import NotFound
+from deputy.schemas.filters import FlowRunSort, RelatedFilters
+from deputy.schemas.flow_runs import flow_run_to_wire
+from deputy.services.common import now
+
+FLOW_RUN_NOT_FOUND = "Flow run not found"
+STATE_NOT_FOUND = "Flow run state not found"
+
+_run = t.flow_run.c
+_state = t.flow_run_state.c
+_STATE_FIELDS = ("id", "type", "name", "timestamp", "message", "data", "state_details")
+
+_SORTS: dict[FlowRunSort, list[Any]] = {
+    FlowRunSort.ID_DESC: [_run.id.desc()],
+    FlowRunSort.START_TIME_ASC: [
+        nulls_last(func.coalesce(_run.start_time, _run.expected_start_time).asc())
+    ],
+    FlowRunSort.START_TIME_DESC: [
+        nulls_last(func.coalesce(_run.start_time, _run.expected_start_time).desc())
+    ],
+    FlowRunSort.EXPECTED_START_TIME_ASC: [nulls_last(_run.expected_start_time.asc())],
+    FlowRunSort.EXPECTED_START_TIME_DESC: [nulls_last(_run.expected_start_time.desc())],
+    FlowRunSort.NAME_ASC: [_run.name.asc()],
+    FlowRunSort.NAME_DESC: [_run.name.desc()],
+    FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC: [nulls_last(_run.next_scheduled_start_time.asc())],
+    FlowRunSort.END_TIME_DESC: [nulls_last(_run.end_time.desc())],
+}
+
+
+def flow_run_query() -> Select[Any]:
+    """A run with its current state, queue name and pool, in one statement."""
+    return (
+        select(
+            t.flow_run,
+            *(getattr(_state, name).label(f"state__{name}") for name in _STATE_FIELDS),
+            t.work_queue.c.name.label("queue__name"),
+            t.work_queue.c.work_pool_id.label("pool__id"),
+            t.work_pool.c.name.label("pool__name"),
+        )
+        .select_from(t.flow_run)
+        .outerjoin(t.flow_run_state, _state.id == _run.state_id)
+        .outerjoin(t.work_queue, t.work_queue.c.id == _run.work_queue_id)
+        .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+    )
+
+
+def row_to_wire(row: Any, timestamp: Any = None) -> dict[str, Any]:
+    mapping = row._mapping
+    state = None
+    if mapping["state__id"] is not None:
+        state = {name: mapping[f"state__{name}"] for name in _STATE_FIELDS}
+    return flow_run_to_wire(
+        mapping,
+        state,
+        queue_name=mapping["queue__name"],
+        pool_id=mapping["pool__id"],
+        pool_name=mapping["pool__name"],
+        now=timestamp or now(),
+    )
+
+
+async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> dict[str, Any]:
+    row = (await conn.execute(flow_run_query().where(_run.id == flow_run_id))).first()
+    if row is None:
+        raise NotFound(FLOW_RUN_NOT_FOUND)
+    return row_to_wire(row)
+
+
+async def read_flow_run_by_idempotency_key(
+    conn: AsyncConnection, flow_id: uuid.UUID, key: str
+) -> dict[str, Any]:
+    query = flow_run_query().where(_run.flow_id == flow_id, _run.idempotency_key == key)
+    return row_to_wire((await conn.execute(query)).one())
+
+
+async def filter_flow_runs(
+    conn: AsyncConnection,
+    filters: RelatedFilters,
+    *,
+    sort: FlowRunSort,
+    offset: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    query = (
+        flow_run_query()
+        .where(*flow_run_where(filters))
+        .order_by(*_SORTS[sort], _run.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    timestamp = now()
+    return [row_to_wire(row, timestamp) for row in await conn.execute(query)]
+
+
+async def count_flow_runs(conn: AsyncConnection, filters: RelatedFilters) -> int:
+    query = select(func.count()).select_from(t.flow_run).where(*flow_run_where(filters))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def delete_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> None:
+    """Delete the run; its states go with it (the foreign key cascades)."""
+    result = await conn.execute(delete(t.flow_run).where(_run.id == flow_run_id))
+    if result.rowcount == 0:
+        raise NotFound(FLOW_RUN_NOT_FOUND)
+
+
+def _state_to_wire(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "name": row.name,
+        "timestamp": row.timestamp,
+        "message": row.message,
+        "data": row.data,
+        "state_details": row.state_details,
+    }
+
+
+async def read_flow_run_states(
+    conn: AsyncConnection, flow_run_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """The run's state history, oldest first."""
+    query = (
+        select(t.flow_run_state)
+        .where(_state.flow_run_id == flow_run_id)
+        .order_by(_state.timestamp.asc())
+    )
+    return [_state_to_wire(row) for row in await conn.execute(query)]
+
+
+async def read_flow_run_state(conn: AsyncConnection, state_id: uuid.UUID) -> dict[str, Any]:
+    row = (await conn.execute(select(t.flow_run_state).where(_state.id == state_id))).first()
+    if row is None:
+        raise NotFound(STATE_NOT_FOUND)
+    return _state_to_wire(row)
+
