@@ -52,9 +52,7 @@ async def test_unknown_fields_get_one_error_each_in_prefect_envelope(
 
 
 async def test_body_is_validated_before_the_deployment_lookup(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        f"/deployments/{uuid.uuid4()}/create_flow_run", json={"name": 5}
-    )
+    response = await client.post(f"/deployments/{uuid.uuid4()}/create_flow_run", json={"name": 5})
     assert response.status_code == 422
 
 
@@ -153,9 +151,7 @@ async def test_lower_case_state_type_is_refused(client: httpx.AsyncClient) -> No
 async def test_empty_body_gives_a_scheduled_run_with_the_deployments_values(
     client: httpx.AsyncClient,
 ) -> None:
-    deployment = await pooled_deployment(
-        client, tags=["dep"], parameters={"x": 1}, version="1.0"
-    )
+    deployment = await pooled_deployment(client, tags=["dep"], parameters={"x": 1}, version="1.0")
     before = dt.datetime.now(dt.UTC)
     response = await create_run(client, deployment)
     assert response.status_code == 201
@@ -224,10 +220,10 @@ async def test_run_is_readable_after_creation_with_the_same_body(
 
 
 async def test_parameters_merge_shallowly_over_the_deployments(client: httpx.AsyncClient) -> None:
-    deployment = await pooled_deployment(
-        client, parameters={"a": 1, "nested": {"keep": 1, "x": 1}}
-    )
-    run = (await create_run(client, deployment, {"parameters": {"nested": {"x": 2}, "b": 3}})).json()
+    deployment = await pooled_deployment(client, parameters={"a": 1, "nested": {"keep": 1, "x": 1}})
+    run = (
+        await create_run(client, deployment, {"parameters": {"nested": {"x": 2}, "b": 3}})
+    ).json()
     assert run["parameters"] == {"a": 1, "nested": {"x": 2}, "b": 3}
     assert (await client.get(f"/deployments/{deployment['id']}")).json()["parameters"] == {
         "a": 1,
@@ -263,8 +259,7 @@ async def test_hydration_of_workspace_variables_of_every_json_type(
         assert created.status_code == 201, created.text
     deployment = await pooled_deployment(client)
     parameters = {
-        key: {"__prefect_kind": "workspace_variable", "variable_name": names[key]}
-        for key in values
+        key: {"__prefect_kind": "workspace_variable", "variable_name": names[key]} for key in values
     }
     run = (await create_run(client, deployment, {"parameters": parameters})).json()
     assert run["parameters"] == values
@@ -282,7 +277,7 @@ async def test_hydration_failure_is_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_schema_violation_is_409_with_the_first_error(client: httpx.AsyncClient) -> None:
-    schema = {"type": "object", "properties": {"x": {"type": "string"}}}
+    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
     deployment = await pooled_deployment(client, parameter_openapi_schema=schema)
     response = await create_run(client, deployment, {"parameters": {"x": 1}})
     assert response.status_code == 409
@@ -388,7 +383,7 @@ async def test_only_the_requests_job_variables_are_stored(client: httpx.AsyncCli
     )
     plain = (await create_run(client, deployment)).json()
     assert plain["job_variables"] == {}
-    override = (await create_run(client, deployment, {"job_variables": {"stream_output": False}}))
+    override = await create_run(client, deployment, {"job_variables": {"stream_output": False}})
     assert override.status_code == 201
     assert override.json()["job_variables"] == {"stream_output": False}
 
@@ -581,7 +576,12 @@ async def test_naive_scheduled_time_is_read_as_utc(client: httpx.AsyncClient) ->
         await create_run(
             client,
             deployment,
-            {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2031-01-01T00:00:00"}}},
+            {
+                "state": {
+                    "type": "SCHEDULED",
+                    "state_details": {"scheduled_time": "2031-01-01T00:00:00"},
+                }
+            },
         )
     ).json()
     assert run["expected_start_time"] == "2031-01-01T00:00:00Z"
@@ -636,7 +636,9 @@ async def test_pending_initial_state_keeps_scheduled_time_only_in_details(
 
 async def test_state_with_data_is_stored_not_a_500(client: httpx.AsyncClient) -> None:
     deployment = await pooled_deployment(client)
-    response = await create_run(client, deployment, {"state": {"type": "COMPLETED", "data": {"v": 1}}})
+    response = await create_run(
+        client, deployment, {"state": {"type": "COMPLETED", "data": {"v": 1}}}
+    )
     assert response.status_code == 201
     assert response.json()["state"]["data"] == {"v": 1}
 

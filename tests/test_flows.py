@@ -9,7 +9,9 @@ import httpx
 from factories import create_flow, unique
 
 
-async def test_create_flow_returns_201_then_200_for_the_same_name(client: httpx.AsyncClient) -> None:
+async def test_create_flow_returns_201_then_200_for_the_same_name(
+    client: httpx.AsyncClient,
+) -> None:
     name = unique("flow")
     first = await client.post("/flows/", json={"name": name, "tags": ["a"]})
     second = await client.post("/flows/", json={"name": name, "tags": ["b"]})

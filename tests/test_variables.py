@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from deputy.db.engine import Database
 from deputy.services.variables import read_variable_values

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from deputy import __version__
 from deputy.api import ROUTERS
 from deputy.api.middleware import PrefectHeadersMiddleware
-from deputy.api.responses import FastRoute, JSONResponse
+from deputy.api.responses import JSONResponse
 from deputy.api.validation import request_validation_handler
 from deputy.db import migrate
 from deputy.db.engine import Database
@@ -52,11 +52,9 @@ def create_api_app(settings: Settings, database: Database) -> FastAPI:
         description="A fast, lean server for the Prefect 3 REST API.",
         default_response_class=JSONResponse,
     )
-    api.router.route_class = FastRoute
     api.state.settings = settings
     api.state.database = database
     for router in ROUTERS:
-        router.route_class = FastRoute
         api.include_router(router)
     api.add_middleware(PrefectHeadersMiddleware)
     _add_error_handlers(api)

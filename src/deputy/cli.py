@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import typer
 
-app = typer.Typer(help="deputy: a fast, lean server for the Prefect 3 REST API.", no_args_is_help=True)
+app = typer.Typer(
+    help="deputy: a fast, lean server for the Prefect 3 REST API.", no_args_is_help=True
+)
 server_app = typer.Typer(help="Run the API server.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
@@ -25,13 +28,10 @@ def start(
     import uvicorn
 
     from deputy.app import create_app
-    from deputy.db import migrate
-    from deputy.db.engine import Database
     from deputy.settings import Settings
 
     settings = Settings(host=host, port=port)
-    database = Database(settings)
-    asyncio.run(_upgrade_and_close(database))
+    database_name = asyncio.run(_db_command("upgrade", quiet=True))
     application = create_app(settings, migrate_on_start=False)
     config = uvicorn.Config(
         application,
@@ -43,35 +43,22 @@ def start(
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
     banner = (
         f"deputy serving the Prefect API at http://{host}:{port}/api\n"
-        f"database: {database.describe()}\n"
+        f"database: {database_name}\n"
         f"set PREFECT_API_URL=http://{host}:{port}/api in your Prefect environment"
     )
 
-    async def serve() -> None:
-        serve_task = asyncio.create_task(server.serve())
-        while not server.started and not serve_task.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            elapsed = time.perf_counter() - started
-            typer.echo(f"{banner}\nready in {elapsed:.2f}s", err=False)
-        await serve_task
+    class AnnouncingServer(uvicorn.Server):
+        """Prints the banner once the socket is listening, with the time it took."""
 
-    del migrate
-    asyncio.run(serve())
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                elapsed = time.perf_counter() - started
+                typer.echo(f"{banner}\nready in {elapsed:.2f}s")
 
-
-async def _upgrade_and_close(database: object) -> None:
-    from deputy.db import migrate
-    from deputy.db.engine import Database
-
-    assert isinstance(database, Database)
-    try:
-        await migrate.upgrade(database)
-    finally:
-        await database.dispose()
+    AnnouncingServer(config).run()
 
 
 @db_app.command("upgrade")
@@ -88,7 +75,8 @@ def db_reset(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."))
     asyncio.run(_db_command("reset"))
 
 
-async def _db_command(action: str) -> None:
+async def _db_command(action: str, *, quiet: bool = False) -> str:
+    """Run a migration action on the configured database; returns its printable URL."""
     from deputy.db import migrate
     from deputy.db.engine import Database
     from deputy.settings import Settings
@@ -102,7 +90,9 @@ async def _db_command(action: str) -> None:
         revision = await migrate.current_revision(database)
     finally:
         await database.dispose()
-    typer.echo(f"database {database.describe()} at revision {revision}")
+    if not quiet:
+        typer.echo(f"database {database.describe()} at revision {revision}")
+    return database.describe()
 
 
 def main() -> None:

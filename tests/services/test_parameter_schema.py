@@ -293,7 +293,8 @@ def test_leftover_hydration_failure_fails_validation_at_its_position() -> None:
 
 def test_ensure_schema_present_requires_a_dict() -> None:
     assert ps.ensure_schema_present({"type": "object"}) == {"type": "object"}
-    for schema in (None, [], "x"):
+    not_dicts: list[Any] = [None, [], "x"]
+    for schema in not_dicts:
         with pytest.raises(Conflict) as info:
             ps.ensure_schema_present(schema)
         assert info.value.message == (

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from sqlalchemy import text
 
 from deputy import API_VERSION, PREFECT_COMPATIBLE_VERSION
 from deputy.api.deps import DatabaseDep
-from deputy.api.responses import JSONResponse, json_response
+from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.errors import Unprocessable
 
-router = APIRouter(tags=["Root"])
+router = FastRouter(tags=["Root"])
 
 
 @router.get("/health")

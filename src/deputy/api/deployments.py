@@ -7,11 +7,11 @@ import binascii
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Response, status
+from fastapi import Body, Header, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from deputy.api.deps import DatabaseDep, IdPath
-from deputy.api.responses import JSONResponse, json_response
+from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.errors import INTEGRITY_CONFLICT, BadRequest, DeputyError
 from deputy.schemas.deployments import (
     DeploymentCreate,
@@ -29,7 +29,7 @@ from deputy.services import create_flow_run as runs
 from deputy.services import deployments
 from deputy.services.common import page_limit, pagination
 
-router = APIRouter(prefix="/deployments", tags=["Deployments"])
+router = FastRouter(prefix="/deployments", tags=["Deployments"])
 
 MAX_BULK_RUNS = 100
 
@@ -112,9 +112,7 @@ async def paginate_deployments(
         rows = await deployments.filter_deployments(
             conn, body, sort=body.sort, offset=(body.page - 1) * limit, limit=limit
         )
-    return json_response(
-        pagination([deployment_to_wire(r) for r in rows], count, limit, body.page)
-    )
+    return json_response(pagination([deployment_to_wire(r) for r in rows], count, limit, body.page))
 
 
 @router.post("/count")
@@ -157,9 +155,7 @@ async def create_flow_run_from_deployment(
     """Create a flow run from a deployment: 201 new, 200 for a replayed idempotency key."""
     created_by = automation_created_by(automation_id, automation_name)
     async with database.write() as conn:
-        result = await runs.create_flow_run_from_deployment(
-            conn, id, body, created_by=created_by
-        )
+        result = await runs.create_flow_run_from_deployment(conn, id, body, created_by=created_by)
     return json_response(result.body, status_code=201 if result.created else 200)
 
 
@@ -190,9 +186,7 @@ async def create_flow_runs_from_deployment(
             except IntegrityError:
                 results.append(_bulk_failure(INTEGRITY_CONFLICT))
                 continue
-            results.append(
-                {"flow_run_id": result.body["id"], "status": "CREATED", "error": None}
-            )
+            results.append({"flow_run_id": result.body["id"], "status": "CREATED", "error": None})
     return json_response({"results": results})
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from deputy.api.deps import DatabaseDep, IdPath
-from deputy.api.responses import JSONResponse, json_response
+from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import State
 from deputy.schemas.flow_runs import FlowRunCountBody, FlowRunFilterBody, FlowRunResponse
 from deputy.services import flow_runs
 from deputy.services.common import page_limit
 
-router = APIRouter(prefix="/flow_runs", tags=["Flow Runs"])
-states_router = APIRouter(prefix="/flow_run_states", tags=["Flow Run States"])
+router = FastRouter(prefix="/flow_runs", tags=["Flow Runs"])
+states_router = FastRouter(prefix="/flow_run_states", tags=["Flow Run States"])
 
 
 @router.post("/count")

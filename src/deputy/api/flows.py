@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from deputy.api.deps import DatabaseDep, IdPath
-from deputy.api.responses import JSONResponse, json_response
+from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.flows import (
     Flow,
     FlowCountBody,
@@ -19,7 +19,7 @@ from deputy.schemas.flows import (
 from deputy.services import flows
 from deputy.services.common import page_limit, pagination
 
-router = APIRouter(prefix="/flows", tags=["Flows"])
+router = FastRouter(prefix="/flows", tags=["Flows"])
 
 
 @router.post("/", response_model=Flow, status_code=status.HTTP_201_CREATED)
@@ -62,9 +62,7 @@ async def read_flows(database: DatabaseDep, body: FlowFilterBody | None = None) 
     body = body or FlowFilterBody()
     limit = page_limit(body.limit)
     async with database.read() as conn:
-        rows = await flows.filter_flows(
-            conn, body, sort=body.sort, offset=body.offset, limit=limit
-        )
+        rows = await flows.filter_flows(conn, body, sort=body.sort, offset=body.offset, limit=limit)
     return json_response([flow_to_wire(r) for r in rows])
 
 

@@ -44,7 +44,10 @@ class PrefectHeadersMiddleware:
                 await _send_json(send, 400, {"detail": problem})
                 return
         if has_body and not has_content_type and scope["method"] in ("POST", "PUT", "PATCH"):
-            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+            scope = {
+                **scope,
+                "headers": [*scope["headers"], (b"content-type", b"application/json")],
+            }
         await self.app(scope, receive, send)
 
 

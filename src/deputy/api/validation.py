@@ -12,13 +12,14 @@ from deputy.api.responses import JSONResponse
 
 
 def validation_error_body(errors: Any, body: Any) -> dict[str, Any]:
-    return jsonable_encoder(
+    encoded: dict[str, Any] = jsonable_encoder(
         {
             "exception_message": "Invalid request received.",
             "exception_detail": errors,
             "request_body": body,
         }
     )
+    return encoded
 
 
 async def request_validation_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from deputy.api.deps import DatabaseDep, IdPath
-from deputy.api.responses import JSONResponse, json_response
+from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.variables import (
     Variable,
     VariableCountBody,
@@ -17,7 +17,7 @@ from deputy.schemas.variables import (
 from deputy.services import variables
 from deputy.services.common import page_limit
 
-router = APIRouter(prefix="/variables", tags=["Variables"])
+router = FastRouter(prefix="/variables", tags=["Variables"])
 
 
 @router.post("/", response_model=Variable, status_code=status.HTTP_201_CREATED)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Response, status
+from fastapi import Depends, Header, Path, Response, status
 
 from deputy.api.deps import DatabaseDep, IdPath
-from deputy.api.responses import JSONResponse, json_response
+from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.work_pools import (
     WorkPoolCountBody,
     WorkPoolCreate,
@@ -25,8 +25,8 @@ from deputy.schemas.work_pools import (
 from deputy.services import work_pools
 from deputy.services.common import page_limit
 
-router = APIRouter(prefix="/work_pools", tags=["Work Pools"])
-work_queues_router = APIRouter(prefix="/work_queues", tags=["Work Queues"])
+router = FastRouter(prefix="/work_pools", tags=["Work Pools"])
+work_queues_router = FastRouter(prefix="/work_queues", tags=["Work Queues"])
 
 _CLIENT_AGENT = re.compile(r"^prefect/(\d+)\.(\d+)\.(\d+)\S* \(API \S+\)$")
 

@@ -356,9 +356,7 @@ def flow_where(filters: f.RelatedFilters) -> list[Clause]:
     where: list[Clause] = []
     if filters.flows is not None:
         where.append(flow_clause(filters.flows))
-    run_filters = f.RelatedFilters(
-        flow_runs=filters.flow_runs, work_pools=filters.work_pools
-    )
+    run_filters = f.RelatedFilters(flow_runs=filters.flow_runs, work_pools=filters.work_pools)
     if filters.flow_runs is not None or filters.work_pools is not None:
         runs = select(t.flow_run.c.flow_id).where(*flow_run_where(run_filters))
         where.append(t.flow.c.id.in_(runs))

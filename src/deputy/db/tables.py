@@ -141,9 +141,7 @@ deployment = Table(
     Column("description", Text),
     Column("flow_id", Uuid, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("work_queue_name", String, index=True),
-    Column(
-        "work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True
-    ),
+    Column("work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True),
     Column("job_variables", json_type(), nullable=False, server_default="{}"),
     Column("path", String),
     Column("entrypoint", String),
@@ -217,9 +215,7 @@ flow_run = Table(
     Column("deployment_id", Uuid, index=True),
     Column("deployment_version", String),
     Column("work_queue_name", String, index=True),
-    Column(
-        "work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True
-    ),
+    Column("work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True),
     Column("flow_version", String),
     Column("parameters", json_type(), nullable=False, server_default="{}"),
     Column("idempotency_key", String),

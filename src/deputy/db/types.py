@@ -34,11 +34,12 @@ class Timestamp(TypeDecorator[dt.datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):  # raw text from a func.* expression on SQLite
-            value = dt.datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        moment: dt.datetime = (
+            dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        )  # text arrives from func.* expressions on SQLite
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
 
 
 def json_type(*, nullable: bool = False) -> TypeEngine[Any]:

@@ -60,9 +60,8 @@ def run_updates_for_state(
         updates["next_scheduled_start_time"] = None
     # Each entry into RUNNING counts as a run, except a resume from a pause.
     policy = run.get("empirical_policy") or {}
-    if state_type == StateType.RUNNING:
-        if not policy.get("resuming"):
-            updates["run_count"] = (run.get("run_count") or 0) + 1
+    if state_type == StateType.RUNNING and not policy.get("resuming"):
+        updates["run_count"] = (run.get("run_count") or 0) + 1
     if (state_type == StateType.RUNNING or state_type in TERMINAL_STATE_TYPES) and policy.get(
         "resuming"
     ):
@@ -74,5 +73,6 @@ def _scheduled_time(state: dict[str, Any]) -> dt.datetime | None:
     details = state.get("state_details") or {}
     value = details.get("scheduled_time")
     if isinstance(value, str):
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value  # type: ignore[no-any-return]
+        return dt.datetime.fromisoformat(value)
+    scheduled: dt.datetime | None = value
+    return scheduled

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from deputy.schemas.core import CreatedBy, FlowRunPolicy, KeyValueLabels, StateCreate, UpdatedBy
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
 
-
 #: Largest request parameters accepted, as compact JSON (Prefect's ``max_parameter_size``).
 MAX_PARAMETER_BYTES = 524_288
 

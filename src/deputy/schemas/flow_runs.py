@@ -102,18 +102,24 @@ def estimated_run_time(run: Any, now: dt.datetime) -> float:
 
 def estimated_start_time_delta(run: Any, now: dt.datetime) -> float:
     """How late the run started, or is so far when it has not started yet."""
-    expected = run["expected_start_time"]
+    expected: dt.datetime | None = run["expected_start_time"]
+    started: dt.datetime | None = run["start_time"]
     if expected is None:
         return 0.0
-    if run["start_time"] is not None:
-        return max((run["start_time"] - expected).total_seconds(), 0.0)
+    if started is not None:
+        return max((started - expected).total_seconds(), 0.0)
     if run["state_type"] not in TERMINAL_STATE_TYPES and expected < now:
         return (now - expected).total_seconds()
     return 0.0
 
 
 def flow_run_to_wire(
-    run: Any, state: Any, *, queue_name: str | None, pool_id: Any, pool_name: str | None,
+    run: Any,
+    state: Any,
+    *,
+    queue_name: str | None,
+    pool_id: Any,
+    pool_name: str | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
     """A run (row mapping or dict), its current state, and its queue/pool names, as Prefect's

@@ -207,7 +207,9 @@ async def _resolve_queue(
     if not body.work_queue_name:
         return (
             deployment.work_queue_id,
-            deployment.queue_name if deployment.queue_name is not None else deployment.work_queue_name,
+            deployment.queue_name
+            if deployment.queue_name is not None
+            else deployment.work_queue_name,
             deployment.work_pool_id,
             deployment.pool_name,
         )
@@ -229,9 +231,11 @@ def _initial_state(
     """The first state: the one requested (forced, no orchestration) or Scheduled for now."""
     proposed = body.state
     state_type = proposed.type if proposed is not None else StateType.SCHEDULED
-    details = proposed.state_details.model_dump(mode="json") if proposed is not None else {
-        **_EMPTY_DETAILS
-    }
+    details = (
+        proposed.state_details.model_dump(mode="json")
+        if proposed is not None
+        else {**_EMPTY_DETAILS}
+    )
     if state_type == StateType.SCHEDULED and details.get("scheduled_time") is None:
         details["scheduled_time"] = _json_time(timestamp)
     details["flow_run_id"] = str(run_id)

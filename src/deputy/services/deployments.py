@@ -66,9 +66,7 @@ def deployment_query() -> Select[Any]:
 async def read_deployment(
     conn: AsyncConnection, deployment_id: uuid.UUID, *, not_found: str = DEPLOYMENT_NOT_FOUND
 ) -> Any:
-    row = (
-        await conn.execute(deployment_query().where(t.deployment.c.id == deployment_id))
-    ).first()
+    row = (await conn.execute(deployment_query().where(t.deployment.c.id == deployment_id))).first()
     if row is None:
         raise NotFound(not_found)
     return row
@@ -95,7 +93,9 @@ async def _resolve_work_queue(
         if queue_name:
             return await work_pools.get_or_create_work_queue(conn, pool.id, queue_name)
         return (
-            await conn.execute(select(t.work_queue).where(t.work_queue.c.id == pool.default_queue_id))
+            await conn.execute(
+                select(t.work_queue).where(t.work_queue.c.id == pool.default_queue_id)
+            )
         ).one()
     if queue_name:
         pool = await work_pools.get_or_create_default_agent_pool(conn)

@@ -145,4 +145,3 @@ async def read_flow_run_state(conn: AsyncConnection, state_id: uuid.UUID) -> dic
     if row is None:
         raise NotFound(STATE_NOT_FOUND)
     return _state_to_wire(row)
-

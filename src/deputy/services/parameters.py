@@ -8,13 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
-from deputy.services.variables import read_variable_values
 from deputy.services.hydration import (
     FLOW_RUN_PREFIX,
     has_placeholders,
     hydrate_parameters,
     referenced_variable_names,
 )
+from deputy.services.variables import read_variable_values
 
 
 async def hydrate(
