@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
+import starlette.responses
 from fastapi import Request, Response
 from fastapi.routing import APIRoute, APIRouter
 
@@ -30,10 +31,12 @@ def dumps(content: Any) -> bytes:
         return json.dumps(content, default=_default, separators=(",", ":")).encode()
 
 
-class JSONResponse(Response):
-    """A JSON response rendered by orjson; routes return it with a pre-shaped dict."""
+class JSONResponse(starlette.responses.JSONResponse):
+    """A JSON response rendered by orjson; routes return it with a pre-shaped dict.
 
-    media_type = "application/json"
+    It subclasses Starlette's JSONResponse so FastAPI documents each route's
+    ``response_model`` in the OpenAPI schema.
+    """
 
     def render(self, content: Any) -> bytes:
         return dumps(content)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, ColumnClause
@@ -85,60 +85,99 @@ def _is_empty_array(column: Any, is_null: bool) -> Clause:
 
 
 # --- shared pieces ------------------------------------------------------------------------
+#
+# Prefect builds every filter the same way, and so does this module: a filter object's
+# conditions become ONE clause; a filter without an ``operator`` ANDs its conditions, one with
+# an ``operator`` joins them with it; a filter with no condition at all is TRUE. The parent
+# then joins its children's clauses with its own operator, so ``{"operator": "or_", "name":
+# {"any_": [...], "like_": "x"}}`` means "name in [...] AND name like x", and an empty child
+# under ``or_`` matches everything, exactly as in Prefect 3.9.1.
+
+
+def _all(conditions: list[Clause]) -> Clause:
+    """A plain filter object: its conditions ANDed; no condition is TRUE."""
+    return and_(*conditions) if conditions else true()
 
 
 def _combine(operator: f.Operator, clauses: list[Clause]) -> Clause:
+    """A filter object with an ``operator``: its clauses joined with it; none is TRUE."""
     if not clauses:
         return true()
     return and_(*clauses) if operator == f.Operator.and_ else or_(*clauses)
 
 
-def _ids(column: Any, flt: f.IdAny | f.IdOnlyAny | None) -> list[Clause]:
+def _children(flt: f._Combined, clauses: list[Clause | None]) -> Clause:
+    """A parent filter: the clauses of the children that were given, joined by its operator."""
+    return _combine(flt.operator, [clause for clause in clauses if clause is not None])
+
+
+def _null(column: Any, is_null: bool) -> Clause:
+    clause: Clause = column.is_(None) if is_null else column.is_not(None)
+    return clause
+
+
+def _ids(column: Any, flt: f.IdAny | f.IdOnlyAny | None) -> Clause | None:
     if flt is None:
-        return []
+        return None
     out: list[Clause] = []
     if flt.any_ is not None:
         out.append(column.in_(flt.any_))
-    if isinstance(flt, f.IdAny) and flt.not_any_ is not None:
+    if isinstance(flt, f.IdAny) and flt.not_any_:
         out.append(column.not_in(flt.not_any_))
-    return out
+    return _all(out)
 
 
-def _names(column: Any, flt: f.NameAnyLike | f.NameAny | None) -> list[Clause]:
+def _names(column: Any, flt: f.NameAnyLike | f.NameAny | None) -> Clause | None:
     if flt is None:
-        return []
+        return None
     out: list[Clause] = []
     if flt.any_ is not None:
         out.append(column.in_(flt.any_))
-    if isinstance(flt, f.NameAnyLike) and flt.like_ is not None:
+    if isinstance(flt, f.NameAnyLike) and flt.like_:
         out.append(column.ilike(f"%{flt.like_}%"))
-    return out
+    return _all(out)
 
 
-def _tags(column: Any, flt: f.TagsAllNull | None) -> list[Clause]:
-    if flt is None:
-        return []
+def _any_not_any(column: Any, any_: Sequence[Any] | None, not_any_: Sequence[Any] | None) -> Clause:
+    """``any_`` (an empty list matches nothing) and ``not_any_`` (plain SQL ``NOT IN``, so a
+    NULL value never matches it, as in Prefect)."""
     out: list[Clause] = []
-    if flt.all_ is not None:
+    if any_ is not None:
+        out.append(column.in_(any_))
+    if not_any_:
+        out.append(column.not_in(not_any_))
+    return _all(out)
+
+
+def _tags(column: Any, flt: f.TagsAllNull | None) -> Clause | None:
+    if flt is None:
+        return None
+    out: list[Clause] = []
+    if flt.all_:
         out.append(array_has_all(column, flt.all_))
     if isinstance(flt, f.TagsAllAnyNull) and flt.any_ is not None:
         out.append(array_has_any(column, flt.any_))
     if flt.is_null_ is not None:
         out.append(_is_empty_array(column, flt.is_null_))
-    return [_combine(flt.operator, out)] if out else []
+    return _combine(flt.operator, out)
 
 
-def _window(column: Any, flt: f.TimeWindow | None) -> list[Clause]:
+def _window(
+    column: Any, flt: f.TimeWindow | None, *, compared: Any = None, null_column: Any = None
+) -> Clause | None:
+    """``before_``/``after_`` (inclusive) on ``compared`` (default: the column itself), and
+    ``is_null_`` on ``null_column`` (default: the column)."""
     if flt is None:
-        return []
+        return None
+    compared = column if compared is None else compared
     out: list[Clause] = []
     if flt.before_ is not None:
-        out.append(column <= flt.before_)
+        out.append(compared <= flt.before_)
     if flt.after_ is not None:
-        out.append(column >= flt.after_)
+        out.append(compared >= flt.after_)
     if isinstance(flt, f.TimeWindowNullable) and flt.is_null_ is not None:
-        out.append(column.is_(None) if flt.is_null_ else column.is_not(None))
-    return out
+        out.append(_null(column if null_column is None else null_column, flt.is_null_))
+    return _all(out)
 
 
 # --- per object ---------------------------------------------------------------------------
@@ -146,97 +185,89 @@ def _window(column: Any, flt: f.TimeWindow | None) -> list[Clause]:
 
 def flow_clause(flt: f.FlowFilter) -> Clause:
     c = t.flow.c
-    out = [*_ids(c.id, flt.id), *_names(c.name, flt.name), *_tags(c.tags, flt.tags)]
-    if flt.deployment is not None and flt.deployment.is_null_ is not None:
-        has_deployment = exists().where(t.deployment.c.flow_id == c.id)
-        out.append(~has_deployment if flt.deployment.is_null_ else has_deployment)
-    return _combine(flt.operator, out)
+    deployment = None
+    if flt.deployment is not None:
+        sub: list[Clause] = []
+        if flt.deployment.is_null_ is not None:
+            has_deployment = exists().where(t.deployment.c.flow_id == c.id)
+            sub.append(~has_deployment if flt.deployment.is_null_ else has_deployment)
+        deployment = _combine(flt.deployment.operator, sub)
+    return _children(
+        flt, [_ids(c.id, flt.id), deployment, _names(c.name, flt.name), _tags(c.tags, flt.tags)]
+    )
+
+
+def _nullable_any(column: Any, flt: Any) -> Clause | None:
+    """An operator filter with ``any_`` and ``is_null_`` on one column."""
+    if flt is None:
+        return None
+    sub: list[Clause] = []
+    if flt.any_ is not None:
+        sub.append(column.in_(flt.any_))
+    if flt.is_null_ is not None:
+        sub.append(_null(column, flt.is_null_))
+    return _combine(flt.operator, sub)
+
+
+def _state_clause(flt: f.FlowRunFilterState | None) -> Clause | None:
+    """Prefect drops a state ``type``/``name`` child that has no condition (instead of TRUE)."""
+    if flt is None:
+        return None
+    c = t.flow_run.c
+    sub: list[Clause] = []
+    if flt.type is not None and (flt.type.any_ is not None or flt.type.not_any_):
+        any_ = None if flt.type.any_ is None else [s.value for s in flt.type.any_]
+        not_any = [s.value for s in flt.type.not_any_ or []]
+        sub.append(_any_not_any(c.state_type, any_, not_any))
+    if flt.name is not None and (flt.name.any_ is not None or flt.name.not_any_):
+        sub.append(_any_not_any(c.state_name, flt.name.any_, flt.name.not_any_))
+    return _combine(flt.operator, sub)
 
 
 def flow_run_clause(flt: f.FlowRunFilter) -> Clause:
     c = t.flow_run.c
-    out = [
-        *_ids(c.id, flt.id),
-        *_names(c.name, flt.name),
-        *_tags(c.tags, flt.tags),
-        *_window(c.start_time, flt.start_time),
-        *_window(c.end_time, flt.end_time),
-        *_window(c.expected_start_time, flt.expected_start_time),
-        *_window(c.next_scheduled_start_time, flt.next_scheduled_start_time),
-    ]
-    if flt.deployment_id is not None:
+    parent_flow_run = None
+    if flt.parent_flow_run_id is not None:
         sub: list[Clause] = []
-        if flt.deployment_id.any_ is not None:
-            sub.append(c.deployment_id.in_(flt.deployment_id.any_))
-        if flt.deployment_id.is_null_ is not None:
-            sub.append(
-                c.deployment_id.is_(None)
-                if flt.deployment_id.is_null_
-                else c.deployment_id.is_not(None)
+        if flt.parent_flow_run_id.any_ is not None:
+            parents = select(t.task_run.c.id).where(
+                t.task_run.c.flow_run_id.in_(flt.parent_flow_run_id.any_)
             )
-        out.append(_combine(flt.deployment_id.operator, sub))
-    if flt.work_queue_name is not None:
-        sub = []
-        if flt.work_queue_name.any_ is not None:
-            sub.append(c.work_queue_name.in_(flt.work_queue_name.any_))
-        if flt.work_queue_name.is_null_ is not None:
-            sub.append(
-                c.work_queue_name.is_(None)
-                if flt.work_queue_name.is_null_
-                else c.work_queue_name.is_not(None)
-            )
-        out.append(_combine(flt.work_queue_name.operator, sub))
-    if flt.state is not None:
-        sub = []
-        if flt.state.type is not None:
-            if flt.state.type.any_ is not None:
-                sub.append(c.state_type.in_([s.value for s in flt.state.type.any_]))
-            if flt.state.type.not_any_ is not None:
-                sub.append(
-                    or_(
-                        c.state_type.not_in([s.value for s in flt.state.type.not_any_]),
-                        c.state_type.is_(None),
-                    )
-                )
-        if flt.state.name is not None:
-            if flt.state.name.any_ is not None:
-                sub.append(c.state_name.in_(flt.state.name.any_))
-            if flt.state.name.not_any_ is not None:
-                sub.append(
-                    or_(c.state_name.not_in(flt.state.name.not_any_), c.state_name.is_(None))
-                )
-        out.append(_combine(flt.state.operator, sub))
-    if flt.flow_version is not None and flt.flow_version.any_ is not None:
-        out.append(c.flow_version.in_(flt.flow_version.any_))
-    if flt.parent_task_run_id is not None:
-        sub = []
-        if flt.parent_task_run_id.any_ is not None:
-            sub.append(c.parent_task_run_id.in_(flt.parent_task_run_id.any_))
-        if flt.parent_task_run_id.is_null_ is not None:
-            sub.append(
-                c.parent_task_run_id.is_(None)
-                if flt.parent_task_run_id.is_null_
-                else c.parent_task_run_id.is_not(None)
-            )
-        out.append(_combine(flt.parent_task_run_id.operator, sub))
-    if flt.parent_flow_run_id is not None and flt.parent_flow_run_id.any_ is not None:
-        parents = select(t.task_run.c.id).where(
-            t.task_run.c.flow_run_id.in_(flt.parent_flow_run_id.any_)
-        )
-        out.append(c.parent_task_run_id.in_(parents))
+            sub.append(c.parent_task_run_id.in_(parents))
+        parent_flow_run = _combine(flt.parent_flow_run_id.operator, sub)
+    idempotency_key = None
     if flt.idempotency_key is not None:
-        if flt.idempotency_key.any_ is not None:
-            out.append(c.idempotency_key.in_(flt.idempotency_key.any_))
-        if flt.idempotency_key.not_any_ is not None:
-            out.append(
-                or_(
-                    c.idempotency_key.not_in(flt.idempotency_key.not_any_),
-                    c.idempotency_key.is_(None),
-                )
-            )
-    if flt.created_by is not None:
-        out.append(_created_by_clause(flt.created_by))
-    return _combine(flt.operator, out)
+        idempotency_key = _any_not_any(
+            c.idempotency_key, flt.idempotency_key.any_, flt.idempotency_key.not_any_
+        )
+    flow_version = None
+    if flt.flow_version is not None:
+        flow_version = _any_not_any(c.flow_version, flt.flow_version.any_, None)
+    return _children(
+        flt,
+        [
+            _ids(c.id, flt.id),
+            _names(c.name, flt.name),
+            _tags(c.tags, flt.tags),
+            _nullable_any(c.deployment_id, flt.deployment_id),
+            _nullable_any(c.work_queue_name, flt.work_queue_name),
+            flow_version,
+            _state_clause(flt.state),
+            # Prefect compares start_time windows on COALESCE(start_time, expected_start_time).
+            _window(
+                c.start_time,
+                flt.start_time,
+                compared=func.coalesce(c.start_time, c.expected_start_time),
+            ),
+            _window(c.end_time, flt.end_time),
+            _window(c.expected_start_time, flt.expected_start_time),
+            _window(c.next_scheduled_start_time, flt.next_scheduled_start_time),
+            parent_flow_run,
+            _nullable_any(c.parent_task_run_id, flt.parent_task_run_id),
+            idempotency_key,
+            None if flt.created_by is None else _created_by_clause(flt.created_by),
+        ],
+    )
 
 
 def _created_by_clause(flt: f.FlowRunFilterCreatedBy) -> Clause:
@@ -247,67 +278,66 @@ def _created_by_clause(flt: f.FlowRunFilterCreatedBy) -> Clause:
     if flt.type_ is not None:
         sub.append(column["type"].as_string().in_(flt.type_))
     if flt.is_null_ is not None:
-        sub.append(column.is_(None) if flt.is_null_ else column.is_not(None))
+        sub.append(_null(column, flt.is_null_))
     return _combine(flt.operator, sub)
 
 
 def deployment_clause(flt: f.DeploymentFilter) -> Clause:
+    """``concurrency_limit`` is accepted and ignored, as in Prefect 3.9.1 (deprecated there)."""
     c = t.deployment.c
-    out = [*_ids(c.id, flt.id), *_names(c.name, flt.name), *_tags(c.tags, flt.tags)]
-    if flt.flow_or_deployment_name is not None and flt.flow_or_deployment_name.like_:
-        pattern = f"%{flt.flow_or_deployment_name.like_}%"
-        flow_names = select(t.flow.c.id).where(t.flow.c.name.ilike(pattern))
-        out.append(or_(c.name.ilike(pattern), c.flow_id.in_(flow_names)))
-    if flt.paused is not None and flt.paused.eq_ is not None:
-        out.append(c.paused.is_(flt.paused.eq_))
-    out.extend(_names(c.work_queue_name, flt.work_queue_name))
-    if flt.concurrency_limit is not None:
-        limit = (
-            select(t.concurrency_limit_v2.c.limit)
-            .where(t.concurrency_limit_v2.c.id == c.concurrency_limit_id)
-            .scalar_subquery()
-        )
-        if flt.concurrency_limit.ge_ is not None:
-            out.append(limit >= flt.concurrency_limit.ge_)
-        if flt.concurrency_limit.le_ is not None:
-            out.append(limit <= flt.concurrency_limit.le_)
-        if flt.concurrency_limit.is_null_ is not None:
-            out.append(
-                c.concurrency_limit_id.is_(None)
-                if flt.concurrency_limit.is_null_
-                else c.concurrency_limit_id.is_not(None)
-            )
-    return _combine(flt.operator, out)
+    flow_or_deployment_name = None
+    if flt.flow_or_deployment_name is not None:
+        sub: list[Clause] = []
+        if flt.flow_or_deployment_name.like_:
+            pattern = f"%{flt.flow_or_deployment_name.like_}%"
+            flow_names = select(t.flow.c.id).where(t.flow.c.name.ilike(pattern))
+            sub.append(or_(c.name.ilike(pattern), c.flow_id.in_(flow_names)))
+        flow_or_deployment_name = _all(sub)
+    paused = None
+    if flt.paused is not None:
+        paused = _all([] if flt.paused.eq_ is None else [c.paused.is_(flt.paused.eq_)])
+    return _children(
+        flt,
+        [
+            _ids(c.id, flt.id),
+            _names(c.name, flt.name),
+            flow_or_deployment_name,
+            paused,
+            _tags(c.tags, flt.tags),
+            _names(c.work_queue_name, flt.work_queue_name),
+        ],
+    )
 
 
 def work_pool_clause(flt: f.WorkPoolFilter) -> Clause:
     c = t.work_pool.c
-    out = [*_ids(c.id, flt.id), *_names(c.name, flt.name), *_names(c.type, flt.type)]
-    return _combine(flt.operator, out)
+    return _children(flt, [_ids(c.id, flt.id), _names(c.name, flt.name), _names(c.type, flt.type)])
 
 
 def work_queue_clause(flt: f.WorkQueueFilter) -> Clause:
     c = t.work_queue.c
-    out = [*_ids(c.id, flt.id)]
+    name = None
     if flt.name is not None:
+        sub: list[Clause] = []
         if flt.name.any_ is not None:
-            out.append(c.name.in_(flt.name.any_))
-        if flt.name.startswith_ is not None:
-            out.append(or_(*(c.name.ilike(f"{p}%") for p in flt.name.startswith_)))
-    return _combine(flt.operator, out)
+            sub.append(c.name.in_(flt.name.any_))
+        if flt.name.startswith_:  # Prefect's empty ``or_()`` for [] filters nothing
+            sub.append(or_(*(c.name.ilike(f"{p}%") for p in flt.name.startswith_)))
+        name = _all(sub)
+    return _children(flt, [_ids(c.id, flt.id), name])
 
 
 def variable_clause(flt: f.VariableFilter) -> Clause:
     c = t.variable.c
-    out = [*_ids(c.id, flt.id), *_names(c.name, flt.name)]
+    tags = None
     if flt.tags is not None:
         sub: list[Clause] = []
-        if flt.tags.all_ is not None:
+        if flt.tags.all_:
             sub.append(array_has_all(c.tags, flt.tags.all_))
         if flt.tags.is_null_ is not None:
             sub.append(_is_empty_array(c.tags, flt.tags.is_null_))
-        out.append(_combine(flt.tags.operator, sub))
-    return _combine(flt.operator, out)
+        tags = _combine(flt.tags.operator, sub)
+    return _children(flt, [_ids(c.id, flt.id), _names(c.name, flt.name), tags])
 
 
 def reject_task_run_filter(task_runs: dict[str, Any] | None) -> None:
@@ -350,7 +380,7 @@ def flow_run_where(filters: f.RelatedFilters) -> list[Clause]:
     return where
 
 
-def flow_where(filters: f.RelatedFilters) -> list[Clause]:
+def flow_where(filters: f.FlowRelatedFilters) -> list[Clause]:
     """Conditions on flow rows: the flow's own filter, or having matching runs/deployments."""
     reject_task_run_filter(filters.task_runs)
     where: list[Clause] = []

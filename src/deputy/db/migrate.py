@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -45,22 +44,14 @@ def _drop_everything(connection: Connection) -> None:
 
 async def upgrade(database: Database) -> None:
     """Bring the schema to the newest revision; cheap when it is already there."""
-    async with database.engine.connect() as conn:
-        await _run(conn, _upgrade)
+    await database.run_sync(_upgrade)
 
 
 async def reset(database: Database) -> None:
     """Drop every deputy table and recreate the schema from the first migration."""
-    async with database.engine.connect() as conn:
-        await _run(conn, _drop_everything)
+    await database.run_sync(_drop_everything)
     await upgrade(database)
 
 
 async def current_revision(database: Database) -> str | None:
-    async with database.engine.connect() as conn:
-        return await conn.run_sync(_current_revision)
-
-
-async def _run(conn: Any, fn: Any) -> None:
-    await conn.run_sync(fn)
-    await conn.commit()
+    return await database.run_sync(_current_revision)

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deputy.schemas.core import CreatedBy, FlowRunPolicy, KeyValueLabels, StateCreate, UpdatedBy
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
@@ -31,6 +31,36 @@ def serialized_size(value: Any) -> int:
     if fast.isascii() or len(fast) * 6 <= MAX_PARAMETER_BYTES:
         return len(fast)  # exact for ASCII; otherwise small enough that escaping cannot matter
     return len(json.dumps(value, separators=(",", ":")))
+
+
+def check_parameter_size(value: dict[str, Any]) -> dict[str, Any]:
+    """Prefect's ``SizedParameters``: at most 512 KiB as compact JSON."""
+    size = serialized_size(value)
+    if size > MAX_PARAMETER_BYTES:
+        raise ValueError(
+            f"Flow run parameters must be less than {MAX_PARAMETER_BYTES:,} bytes when "
+            f"serialized (got {size:,} bytes)."
+        )
+    return value
+
+
+#: Fields older clients send; Prefect drops them silently instead of refusing the body.
+_LEGACY_FIELDS = (
+    "worker_pool_queue_id",
+    "worker_pool_name",
+    "worker_pool_queue_name",
+    "work_pool_queue_name",
+)
+BOTH_LIMITS = "A deployment cannot have both a concurrency limit and a global concurrency limit."
+
+
+def _common_before(values: Any) -> Any:
+    """Prefect's model-level checks shared by create and update, in its order."""
+    if not isinstance(values, dict):
+        return values  # the model's own type error reports it
+    if values.get("concurrency_limit") and values.get("global_concurrency_limit_id"):
+        raise ValueError(BOTH_LIMITS)
+    return {key: value for key, value in values.items() if key not in _LEGACY_FIELDS}
 
 
 class ConcurrencyLimitStrategy(enum.StrEnum):
@@ -76,7 +106,8 @@ class _DeploymentFields(BaseModel):
 
 
 class DeploymentCreate(_DeploymentFields):
-    name: str
+    #: Prefect's banned characters; "" is allowed. (Prefect answers 500 for a banned one.)
+    name: str = Field(pattern=r"^[^/%&><]*$")
     flow_id: uuid.UUID
     enforce_parameter_schema: bool = True
     parameter_openapi_schema: dict[str, Any] | None = Field(default_factory=dict)
@@ -84,11 +115,42 @@ class DeploymentCreate(_DeploymentFields):
     labels: KeyValueLabels | None = Field(default_factory=dict)
     job_variables: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prefect_checks(cls, values: Any) -> Any:
+        """Legacy fields dropped, both limits refused, and, only when the body itself turns
+        ``enforce_parameter_schema`` on, the default parameters type-checked against the
+        schema (``required`` ignored) and the schema checked to be valid JSON Schema."""
+        values = _common_before(values)
+        if not isinstance(values, dict) or not values.get("enforce_parameter_schema"):
+            return values
+        parameters = values.get("parameters", {})
+        schema = values.get("parameter_openapi_schema")
+        if isinstance(parameters, dict) and isinstance(schema, dict):
+            from deputy.services.parameter_schema import deployment_parameters_error
+
+            message = deployment_parameters_error(parameters, schema)
+            if message is not None:
+                raise ValueError(message)
+        return values
+
+    _parameters_fit = field_validator("parameters")(check_parameter_size)
+
 
 class DeploymentUpdate(_DeploymentFields):
     parameters: dict[str, Any] | None = None
     job_variables: dict[str, Any] | None = None
     enforce_parameter_schema: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prefect_checks(cls, values: Any) -> Any:
+        return _common_before(values)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_fit(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_parameter_size(value)
 
 
 class GlobalConcurrencyLimitResponse(BaseModel):
@@ -174,16 +236,7 @@ class DeploymentFlowRunCreate(BaseModel):
     work_queue_name: str | None = None
     job_variables: dict[str, Any] | None = Field(default_factory=dict)
 
-    @field_validator("parameters")
-    @classmethod
-    def _parameters_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = serialized_size(value)
-        if size > MAX_PARAMETER_BYTES:
-            raise ValueError(
-                f"Flow run parameters must be less than {MAX_PARAMETER_BYTES:,} bytes when "
-                f"serialized (got {size:,} bytes)."
-            )
-        return value
+    _parameters_fit = field_validator("parameters")(check_parameter_size)
 
     @field_validator("name", mode="before")
     @classmethod

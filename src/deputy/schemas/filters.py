@@ -10,7 +10,7 @@ import enum
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deputy.schemas.core import DateTime, StateType
 
@@ -167,7 +167,8 @@ class DeploymentFilter(_Combined):
     flow_or_deployment_name: DeploymentOrFlowNameFilter | None = None
     paused: DeploymentFilterPaused | None = None
     tags: TagsAllAnyNull | None = None
-    work_queue_name: NameAnyLike | None = None
+    work_queue_name: NameAny | None = None
+    #: Accepted and ignored, as Prefect 3.9.1 does (deprecated there).
     concurrency_limit: DeploymentFilterConcurrencyLimit | None = None
 
 
@@ -242,14 +243,34 @@ class FlowRunSort(enum.StrEnum):
 TaskRunFilterPlaceholder = dict[str, Any]
 
 
-class RelatedFilters(BaseModel):
-    """The cross-object filters most read endpoints accept together."""
+class FilterBody(BaseModel):
+    """A ``*/filter``, ``*/count`` or ``*/paginate`` body.
+
+    Prefect declares each top-level key as a separate body parameter, so ``null`` means "use
+    the default" (the Prefect client sends ``"sort": null``) and unknown keys are ignored.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if value is not None}
+        return values
+
+
+class FlowRelatedFilters(FilterBody):
+    """The cross-object filters the flow endpoints accept."""
 
     flows: FlowFilter | None = None
     flow_runs: FlowRunFilter | None = None
     task_runs: TaskRunFilterPlaceholder | None = None
     deployments: DeploymentFilter | None = None
     work_pools: WorkPoolFilter | None = None
+
+
+class RelatedFilters(FlowRelatedFilters):
+    """The cross-object filters the run and deployment endpoints accept."""
+
     work_pool_queues: WorkQueueFilter | None = None
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from deputy.schemas.core import KeyValueLabels
-from deputy.schemas.filters import FlowSort, RelatedFilters
+from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 
 #: Prefect's rule for object names: no '/', '%', '&', '>' or '<'.
 Name = Annotated[str, Field(pattern=r"^[^/%&><]+$")]
@@ -38,19 +38,19 @@ class Flow(BaseModel):
     labels: KeyValueLabels | None = None
 
 
-class FlowFilterBody(RelatedFilters):
+class FlowFilterBody(FlowRelatedFilters):
     offset: int = Field(default=0, ge=0)
     limit: int | None = None
     sort: FlowSort = FlowSort.NAME_ASC
 
 
-class FlowPaginateBody(RelatedFilters):
+class FlowPaginateBody(FlowRelatedFilters):
     page: int = Field(default=1, ge=1)
     limit: int | None = None
     sort: FlowSort = FlowSort.NAME_ASC
 
 
-class FlowCountBody(RelatedFilters):
+class FlowCountBody(FlowRelatedFilters):
     pass
 
 

@@ -23,7 +23,7 @@ from pydantic import (
     StrictStr,
 )
 
-from deputy.schemas.filters import VariableFilter, VariableSort
+from deputy.schemas.filters import FilterBody, VariableFilter, VariableSort
 
 MAX_VARIABLE_NAME_LENGTH = 255
 #: Longest value allowed, measured as the UTF-8 bytes of its compact JSON.
@@ -121,7 +121,7 @@ class Variable(BaseModel):
     )
 
 
-class VariableFilterBody(BaseModel):
+class VariableFilterBody(FilterBody):
     """Body of ``POST /variables/filter``; unknown top-level keys are ignored, as Prefect."""
 
     offset: int = Field(default=0, ge=0)
@@ -130,7 +130,7 @@ class VariableFilterBody(BaseModel):
     sort: VariableSort = VariableSort.NAME_ASC
 
 
-class VariableCountBody(BaseModel):
+class VariableCountBody(FilterBody):
     """Body of ``POST /variables/count``."""
 
     variables: VariableFilter | None = None

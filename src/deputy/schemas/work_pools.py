@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from deputy.schemas.core import DateTime
-from deputy.schemas.filters import WorkPoolFilter, WorkQueueFilter
+from deputy.schemas.filters import FilterBody, WorkPoolFilter, WorkQueueFilter
 from deputy.schemas.flows import Name
 
 #: The pool type of legacy agent pools; Prefect reports no status for them.
@@ -171,7 +171,7 @@ class WorkQueueUpdate(BaseModel):
     filter: QueueFilter | None = None
 
 
-class WorkPoolFilterBody(BaseModel):
+class WorkPoolFilterBody(FilterBody):
     """``POST /work_pools/filter``; unknown top-level keys are ignored, as Prefect does."""
 
     work_pools: WorkPoolFilter | None = None
@@ -179,11 +179,11 @@ class WorkPoolFilterBody(BaseModel):
     limit: int | None = None
 
 
-class WorkPoolCountBody(BaseModel):
+class WorkPoolCountBody(FilterBody):
     work_pools: WorkPoolFilter | None = None
 
 
-class WorkQueueFilterBody(BaseModel):
+class WorkQueueFilterBody(FilterBody):
     work_queues: WorkQueueFilter | None = None
     offset: int = Field(default=0, ge=0)
     limit: int | None = None

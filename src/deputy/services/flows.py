@@ -12,7 +12,7 @@ from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.db.filter_sql import flow_where
 from deputy.errors import NotFound
-from deputy.schemas.filters import FlowSort, RelatedFilters
+from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 from deputy.schemas.flows import FlowCreate, FlowUpdate
 from deputy.services.common import now
 
@@ -81,7 +81,7 @@ async def delete_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
 
 async def filter_flows(
     conn: AsyncConnection,
-    filters: RelatedFilters,
+    filters: FlowRelatedFilters,
     *,
     sort: FlowSort,
     offset: int,
@@ -97,6 +97,6 @@ async def filter_flows(
     return list((await conn.execute(query)).all())
 
 
-async def count_flows(conn: AsyncConnection, filters: RelatedFilters) -> int:
+async def count_flows(conn: AsyncConnection, filters: FlowRelatedFilters) -> int:
     query = select(func.count()).select_from(t.flow).where(*flow_where(filters))
     return int((await conn.execute(query)).scalar_one())

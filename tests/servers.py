@@ -1,0 +1,75 @@
+"""Starting real ``deputy server start`` processes on free loopback ports, for tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@contextmanager
+def deputy_server(home: Path, *, timeout: float = 20.0) -> Iterator[RunningServer]:
+    """A real server process on SQLite under ``home``; stopped (by its PID) afterwards."""
+    port = free_port()
+    log = home / f"server-{port}.log"
+    env = {**os.environ, "DEPUTY_HOME": str(home)}
+    env.pop("DEPUTY_DATABASE_URL", None)
+    deputy = Path(sys.executable).with_name("deputy")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(deputy), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}/api", process, log)
+    try:
+        _wait_healthy(server, timeout)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_healthy(server: RunningServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"deputy exited early:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1).json() is True:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"deputy was not healthy within {timeout}s:\n{server.output()}")

@@ -1,0 +1,60 @@
+"""The Alembic history builds exactly the schema ``db/tables.py`` describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+
+from deputy.db import migrate
+from deputy.db.engine import Database
+from deputy.db.tables import metadata
+from deputy.settings import Settings
+
+
+def _database(tmp_path: Path) -> Database:
+    return Database(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"))
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_upgrading_an_empty_database_matches_the_tables(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    try:
+        await migrate.upgrade(database)
+        differences = await database.run_sync(_differences)
+        assert differences == []
+        assert await migrate.current_revision(database) == migrate.head_revision()
+    finally:
+        await database.dispose()
+
+
+async def test_downgrade_to_base_removes_every_table_and_reset_rebuilds(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    try:
+        await migrate.upgrade(database)
+        await database.run_sync(lambda c: command.downgrade(migrate.alembic_config(c), "base"))
+        tables = await database.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(tables) <= {"alembic_version"}
+        await migrate.reset(database)
+        tables = await database.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(metadata.tables) <= set(tables)
+    finally:
+        await database.dispose()
+
+
+async def test_upgrade_at_head_is_a_no_op(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    try:
+        await migrate.upgrade(database)
+        await migrate.upgrade(database)
+        assert await migrate.current_revision(database) == migrate.head_revision()
+    finally:
+        await database.dispose()

@@ -1,0 +1,87 @@
+"""The real ``deputy server start`` process: start-up, and concurrency across processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from servers import deputy_server
+
+
+def _setup(url: str) -> str:
+    """A flow, a process pool and a deployment on it; returns the deployment id."""
+    with httpx.Client(base_url=url) as client:
+        flow = client.post("/flows/", json={"name": "etl"}).json()
+        client.post("/work_pools/", json={"name": "local", "type": "process"})
+        deployment = client.post(
+            "/deployments/",
+            json={"name": "nightly", "flow_id": flow["id"], "work_pool_name": "local"},
+        ).json()
+        return str(deployment["id"])
+
+
+async def _post_many(
+    urls: list[str], path: str, bodies: list[dict[str, Any]], concurrency: int
+) -> list[httpx.Response]:
+    """POST each body, round-robin over ``urls``, at most ``concurrency`` at once."""
+    limit = asyncio.Semaphore(concurrency)
+    clients = [httpx.AsyncClient(base_url=url, timeout=60) for url in urls]
+
+    async def post(index: int, body: dict[str, Any]) -> httpx.Response:
+        async with limit:
+            return await clients[index % len(clients)].post(path, json=body)
+
+    try:
+        return await asyncio.gather(*(post(i, b) for i, b in enumerate(bodies)))
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def test_server_starts_on_sqlite_and_prints_address_and_database(tmp_path: Path) -> None:
+    with deputy_server(tmp_path) as server:
+        assert httpx.get(f"{server.url}/version").json() == "0.8.4"
+        banner = server.output()
+    assert server.url in banner
+    assert str(tmp_path / "deputy.db") in banner
+    assert "ready in" in banner
+    assert (tmp_path / "deputy.db").exists()
+
+
+def test_server_restart_keeps_data_and_skips_applied_migrations(tmp_path: Path) -> None:
+    with deputy_server(tmp_path) as server:
+        deployment_id = _setup(server.url)
+    with deputy_server(tmp_path) as server:
+        response = httpx.get(f"{server.url}/deployments/{deployment_id}")
+    assert response.status_code == 200
+
+
+def test_concurrent_creates_on_two_processes_sharing_sqlite_all_succeed(tmp_path: Path) -> None:
+    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+        deployment_id = _setup(first.url)
+        path = f"/deployments/{deployment_id}/create_flow_run"
+        bodies = [{"parameters": {"i": i}} for i in range(300)]
+        responses = asyncio.run(_post_many([first.url, second.url], path, bodies, 32))
+        statuses = Counter(r.status_code for r in responses)
+        count = httpx.post(f"{first.url}/flow_runs/count", json={}).json()
+    assert statuses == {201: 300}
+    assert count == 300
+    created = sorted(r.json()["parameters"]["i"] for r in responses)
+    assert created == list(range(300))
+
+
+def test_idempotency_race_across_processes_creates_exactly_one_run(tmp_path: Path) -> None:
+    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+        deployment_id = _setup(first.url)
+        path = f"/deployments/{deployment_id}/create_flow_run"
+        bodies = [{"idempotency_key": "once", "tags": [str(i)]} for i in range(50)]
+        responses = asyncio.run(_post_many([first.url, second.url], path, bodies, 50))
+        count = httpx.post(f"{first.url}/flow_runs/count", json={}).json()
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 1, 200: 49}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert count == 1
