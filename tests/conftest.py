@@ -26,7 +26,7 @@ def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "deputy.db"
 
     async def build() -> None:
-        database = Database(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+        database = Database(Settings(database_url=f"sqlite:///{path}"))
         try:
             await migrate.upgrade(database)
         finally:
@@ -40,7 +40,7 @@ def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path: Path, template_database: Path) -> Settings:
     database_file = tmp_path / "deputy.db"
     shutil.copyfile(template_database, database_file)
-    return Settings(home=tmp_path, database_url=f"sqlite+aiosqlite:///{database_file}")
+    return Settings(home=tmp_path, database_url=f"sqlite:///{database_file}")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from deputy.settings import Settings
 
 
 def _database(tmp_path: Path) -> Database:
-    return Database(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"))
+    return Database(Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}"))
 
 
 def _differences(connection: Connection) -> list[Any]:

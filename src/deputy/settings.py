@@ -28,4 +28,4 @@ class Settings(BaseSettings):
         """The SQLAlchemy URL in use: ``database_url`` or a SQLite file under ``home``."""
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.home / 'deputy.db'}"
+        return f"sqlite:///{self.home / 'deputy.db'}"

@@ -12,6 +12,7 @@ from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.db.filter_sql import deployment_where
 from deputy.errors import Conflict, NotFound, Unprocessable, integrity_conflict
+from deputy.schemas.core import StateType
 from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
 from deputy.services import work_pools
@@ -28,6 +29,7 @@ from deputy.services.parameter_schema import (
 from deputy.services.parameters import hydrate
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found"
+AWAITING_CONCURRENCY_SLOT = "AwaitingConcurrencySlot"
 DEFAULT_AGENT_POOL = "default-agent-pool"
 
 _SORTS = {
@@ -219,8 +221,9 @@ async def create_deployment(
         "parameters": body.parameters,
         "tags": body.tags,
         "labels": labels,
-        "pull_steps": body.pull_steps if body.pull_steps is not None else [],
-        "work_queue_name": queue.name if queue is not None else None,
+        # Not sent: []; sent as null: null (as Prefect stores it).
+        "pull_steps": body.pull_steps if "pull_steps" in fields else [],
+        "work_queue_name": queue.name if queue is not None else body.work_queue_name,
         "work_queue_id": queue.id if queue is not None else None,
         "path": body.path,
         "entrypoint": body.entrypoint,
@@ -230,19 +233,17 @@ async def create_deployment(
         "updated_by": created_by,
         "updated": timestamp,
     }
-    on_conflict = {
-        key: value
-        for key, value in values.items()
-        if key in fields
-        or key in ("labels", "updated", "updated_by", "work_queue_id", "work_queue_name")
-    }
-    if "global_concurrency_limit_id" in fields:
-        on_conflict["concurrency_limit_id"] = body.global_concurrency_limit_id
-    if "version_info" in fields:
-        on_conflict["version_info"] = values["version_info"]
-    if "work_pool_name" not in fields and "work_queue_name" not in fields:
-        on_conflict.pop("work_queue_id")
-        on_conflict.pop("work_queue_name")
+    # An upsert changes the fields the body sent, plus what Prefect always rewrites: the
+    # parameters (its validator marks them sent), the labels and the timestamp; and the queue
+    # only when the body named a pool or a queue that resolved to one.
+    always = {"parameters", "labels", "updated", "updated_by"}
+    renamed = {"global_concurrency_limit_id": "concurrency_limit_id"}
+    sent = {renamed.get(key, key) for key in fields}
+    on_conflict = {key: value for key, value in values.items() if key in sent or key in always}
+    on_conflict.pop("work_queue_id", None)
+    if queue is not None:
+        on_conflict["work_queue_id"] = queue.id
+        on_conflict["work_queue_name"] = queue.name
     statement = (
         insert_on_conflict(conn, t.deployment)
         .values(id=uuid.uuid4(), created=timestamp, created_by=created_by, **values)
@@ -262,34 +263,40 @@ async def update_deployment(
     _refuse_schedules(body.schedules)
     existing = await read_deployment(conn, deployment_id, not_found="Deployment not found.")
     fields = body.model_fields_set
-    values: dict[str, Any] = {
-        key: getattr(body, key)
-        for key in fields
-        if key
-        not in (
-            "work_pool_name",
-            "work_queue_name",
-            "schedules",
-            "concurrency_limit",
-            "global_concurrency_limit_id",
-            "version_info",
-            "concurrency_options",
-        )
-    }
+    special = (
+        "work_pool_name",
+        "work_queue_name",
+        "schedules",
+        "concurrency_limit",
+        "global_concurrency_limit_id",
+        "version_info",
+        "concurrency_options",
+        "job_variables",
+        "parameters",
+    )
+    values: dict[str, Any] = {key: getattr(body, key) for key in fields if key not in special}
     if "concurrency_options" in fields:
         values["concurrency_options"] = (
             body.concurrency_options.model_dump(mode="json") if body.concurrency_options else None
         )
     if "version_info" in fields:
         values["version_info"] = body.version_info.model_dump() if body.version_info else None
+    if body.job_variables is not None:  # null leaves them unchanged, as in Prefect
+        values["job_variables"] = body.job_variables
     if body.work_pool_name:
         pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
         check_deployment_update_job_variables(pool.base_job_template, body.job_variables)
-    if body.work_pool_name or body.work_queue_name:
+    if "work_queue_name" in fields:
+        values["work_queue_name"] = body.work_queue_name  # the column keeps what was sent
+    # Prefect's order: pool (+ queue), an explicit null pool (leaves the pool), queue alone
+    # (which lands in default-agent-pool, whatever pool the deployment was in).
+    leaves_pool = "work_pool_name" in fields and body.work_pool_name is None
+    if body.work_pool_name or (body.work_queue_name and not leaves_pool):
         queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
-        values["work_queue_id"] = queue.id if queue is not None else None
-        values["work_queue_name"] = queue.name if queue is not None else None
-    elif "work_pool_name" in fields and body.work_pool_name is None:
+        if queue is not None:
+            values["work_queue_id"] = queue.id
+            values["work_queue_name"] = queue.name
+    elif leaves_pool:
         values["work_queue_id"] = None
     if body.parameters is not None:
         values["parameters"] = await hydrate(conn, body.parameters, prefix=DEPLOYMENT_PREFIX)
@@ -306,8 +313,10 @@ async def update_deployment(
     await _check_global_limit(conn, body.global_concurrency_limit_id)
     if "global_concurrency_limit_id" in fields:
         values["concurrency_limit_id"] = body.global_concurrency_limit_id
-    if "pull_steps" in values and values["pull_steps"] is None:
-        values["pull_steps"] = []
+    if "parameters" in fields and body.parameters is None:
+        raise integrity_conflict()  # Prefect writes NULL into a NOT NULL column: 409
+    if "enforce_parameter_schema" in fields and body.enforce_parameter_schema is None:
+        raise integrity_conflict()  # likewise
     values["updated"] = now()
     await conn.execute(
         update(t.deployment).where(t.deployment.c.id == deployment_id).values(**values)
@@ -317,7 +326,9 @@ async def update_deployment(
 
 
 async def delete_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
-    """Delete the deployment and its concurrency limit; its runs stay, as in Prefect."""
+    """Delete the deployment, its concurrency limit and its runs that are still waiting to
+    start (Scheduled, never run, not waiting for a concurrency slot), as Prefect does; its
+    other runs stay."""
     result = await conn.execute(
         delete(t.deployment)
         .where(t.deployment.c.id == deployment_id)
@@ -328,6 +339,15 @@ async def delete_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> 
         raise NotFound(DEPLOYMENT_NOT_FOUND)
     await conn.execute(
         delete(t.concurrency_limit_v2).where(_limit.name == f"deployment:{deployment_id}")
+    )
+    run = t.flow_run.c
+    await conn.execute(
+        delete(t.flow_run).where(
+            run.deployment_id == deployment_id,
+            run.state_type == StateType.SCHEDULED.value,
+            run.state_name != AWAITING_CONCURRENCY_SLOT,
+            run.run_count == 0,
+        )
     )
 
 
