@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from deputy.api import admin, deployments, flow_runs, flows, variables, work_pools
+from deputy.api import admin, deployments, flow_runs, flows, set_state, variables, work_pools
 
 ROUTERS: list[APIRouter] = [
     admin.router,
@@ -13,6 +13,7 @@ ROUTERS: list[APIRouter] = [
     deployments.router,
     flow_runs.router,
     flow_runs.states_router,
+    set_state.router,
     work_pools.router,
     work_pools.work_queues_router,
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 
 from deputy.db.engine import Database
 from deputy.settings import Settings
@@ -26,3 +27,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 #: A ``{id:uuid}`` path segment: a malformed id does not match the route (404, as Prefect).
 IdPath = Annotated[uuid.UUID, Path(alias="id")]
+
+
+_CLIENT_VERSION = re.compile(r"prefect/(\d+)\.(\d+)\.(\d+)")
+
+
+def get_client_version(
+    user_agent: Annotated[str | None, Header()] = None,
+) -> tuple[int, ...] | None:
+    """The Prefect client's version from ``User-Agent: prefect/3.9.1 (API 0.8.4)``, if any."""
+    if not user_agent:
+        return None
+    match = _CLIENT_VERSION.search(user_agent)
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+ClientVersionDep = Annotated[tuple[int, ...] | None, Depends(get_client_version)]

@@ -69,6 +69,52 @@ def _json_text(values: Sequence[str]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
+# --- case-insensitive LIKE ----------------------------------------------------------------
+
+#: Longer patterns are matched as plain text on SQLite, whose LIKE refuses patterns over
+#: 50,000 bytes ("pattern too complex"); 10,000 characters stay under it in any encoding.
+_SQLITE_LIKE_LIMIT = 10_000
+
+
+class _ILike(ColumnElement[bool]):
+    """``column ILIKE '%text%'`` (``contains``) or ``'text%'`` (prefix), like Prefect's
+    ``ilike``: ``%`` and ``_`` in the text stay wildcards."""
+
+    inherit_cache = False
+    type = Boolean()
+
+    def __init__(self, column: Any, text: str, *, prefix: bool) -> None:
+        self.column = column
+        self.text = text
+        self.prefix = prefix
+
+    def pattern(self) -> str:
+        return f"{self.text}%" if self.prefix else f"%{self.text}%"
+
+
+@compiles(_ILike)
+def _default_ilike(element: _ILike, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.ilike(element.pattern()), **kw)
+
+
+@compiles(_ILike, "sqlite")
+def _sqlite_ilike(element: _ILike, compiler: SQLCompiler, **kw: Any) -> str:
+    if len(element.text) <= _SQLITE_LIKE_LIMIT:
+        return compiler.process(element.column.ilike(element.pattern()), **kw)
+    column = compiler.process(element.column, **kw)
+    bound = compiler.process(_literal(element.text), **kw)
+    found = f"instr(lower({column}), lower({bound}))"
+    return f"({found} = 1)" if element.prefix else f"({found} > 0)"
+
+
+def ilike_contains(column: Any, text: str) -> Clause:
+    return _ILike(column, text, prefix=False)
+
+
+def ilike_prefix(column: Any, text: str) -> Clause:
+    return _ILike(column, text, prefix=True)
+
+
 def array_has_all(column: Any, values: Sequence[str]) -> Clause:
     return _JsonArrayHas(column, values, "all")
 
@@ -134,7 +180,7 @@ def _names(column: Any, flt: f.NameAnyLike | f.NameAny | None) -> Clause | None:
     if flt.any_ is not None:
         out.append(column.in_(flt.any_))
     if isinstance(flt, f.NameAnyLike) and flt.like_:
-        out.append(column.ilike(f"%{flt.like_}%"))
+        out.append(ilike_contains(column, flt.like_))
     return _all(out)
 
 
@@ -289,9 +335,9 @@ def deployment_clause(flt: f.DeploymentFilter) -> Clause:
     if flt.flow_or_deployment_name is not None:
         sub: list[Clause] = []
         if flt.flow_or_deployment_name.like_:
-            pattern = f"%{flt.flow_or_deployment_name.like_}%"
-            flow_names = select(t.flow.c.id).where(t.flow.c.name.ilike(pattern))
-            sub.append(or_(c.name.ilike(pattern), c.flow_id.in_(flow_names)))
+            text = flt.flow_or_deployment_name.like_
+            flow_names = select(t.flow.c.id).where(ilike_contains(t.flow.c.name, text))
+            sub.append(or_(ilike_contains(c.name, text), c.flow_id.in_(flow_names)))
         flow_or_deployment_name = _all(sub)
     paused = None
     if flt.paused is not None:
@@ -322,7 +368,7 @@ def work_queue_clause(flt: f.WorkQueueFilter) -> Clause:
         if flt.name.any_ is not None:
             sub.append(c.name.in_(flt.name.any_))
         if flt.name.startswith_:  # Prefect's empty ``or_()`` for [] filters nothing
-            sub.append(or_(*(c.name.ilike(f"{p}%") for p in flt.name.startswith_)))
+            sub.append(or_(*(ilike_prefix(c.name, p) for p in flt.name.startswith_)))
         name = _all(sub)
     return _children(flt, [_ids(c.id, flt.id), name])
 

@@ -279,3 +279,40 @@ flow_run_state = Table(
     Column("data", json_type(nullable=True)),
     UniqueConstraint("flow_run_id", "timestamp"),
 )
+
+worker = Table(
+    "worker",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column(
+        "work_pool_id",
+        Uuid,
+        ForeignKey("work_pool.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("last_heartbeat_time", Timestamp, nullable=False),
+    Column("heartbeat_interval_seconds", Integer),
+    Column("status", String, nullable=False, server_default="OFFLINE"),
+    UniqueConstraint("work_pool_id", "name"),
+    Index(None, "work_pool_id", "last_heartbeat_time"),
+)
+
+#: A concurrency slot held for a while: kept in the database (not in memory) so leases survive
+#: restarts and are shared by every server process; expired leases are reclaimed by a service.
+concurrency_lease = Table(
+    "concurrency_lease",
+    metadata,
+    *_base_columns(),
+    Column(
+        "concurrency_limit_id",
+        Uuid,
+        ForeignKey("concurrency_limit_v2.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("slots", Integer, nullable=False),
+    Column("expiration", Timestamp, nullable=False, index=True),
+    Column("holder", json_type(nullable=True)),
+)

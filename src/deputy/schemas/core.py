@@ -62,6 +62,10 @@ class StateDetails(BaseModel):
     deployment_concurrency_lease_id: uuid.UUID | None = None
 
 
+#: Every state-details field at its default, as Prefect answers them.
+EMPTY_STATE_DETAILS: dict[str, Any] = StateDetails().model_dump(mode="json")
+
+
 class StateCreate(BaseModel):
     """A proposed state; unknown keys are refused as Prefect does."""
 

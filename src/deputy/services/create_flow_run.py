@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from deputy.db import tables as t
 from deputy.errors import BadRequest, NotFound
 from deputy.orchestration.bookkeeping import run_updates_for_state
-from deputy.schemas.core import FlowRunPolicy, StateType, dump_policy
+from deputy.schemas.core import EMPTY_STATE_DETAILS, FlowRunPolicy, StateType, dump_policy
 from deputy.schemas.deployments import DeploymentFlowRunCreate
 from deputy.schemas.flow_runs import flow_run_to_wire
 from deputy.services import work_pools
@@ -247,7 +247,7 @@ def _initial_state(
     details = (
         proposed.state_details.model_dump(mode="json")
         if proposed is not None
-        else {**_EMPTY_DETAILS}
+        else {**EMPTY_STATE_DETAILS}
     )
     if state_type == StateType.SCHEDULED and details.get("scheduled_time") is None:
         details["scheduled_time"] = _json_time(timestamp)
@@ -274,12 +274,3 @@ def _json_time(value: dt.datetime) -> str:
 def _union(first: list[str], second: list[str]) -> list[str]:
     """Tags of both, each once, in first-seen order (Prefect's set order is unspecified)."""
     return list(dict.fromkeys([*first, *second]))
-
-
-def _empty_details() -> dict[str, Any]:
-    from deputy.schemas.core import StateDetails
-
-    return StateDetails().model_dump(mode="json")
-
-
-_EMPTY_DETAILS = _empty_details()
