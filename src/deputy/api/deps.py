@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request
 
 from deputy.db.engine import Database
 from deputy.settings import Settings
@@ -32,10 +32,9 @@ IdPath = Annotated[uuid.UUID, Path(alias="id")]
 _CLIENT_VERSION = re.compile(r"prefect/(\d+)\.(\d+)\.(\d+)")
 
 
-def get_client_version(
-    user_agent: Annotated[str | None, Header()] = None,
-) -> tuple[int, ...] | None:
+def get_client_version(request: Request) -> tuple[int, ...] | None:
     """The Prefect client's version from ``User-Agent: prefect/3.9.1 (API 0.8.4)``, if any."""
+    user_agent = request.headers.get("user-agent")
     if not user_agent:
         return None
     match = _CLIENT_VERSION.search(user_agent)
