@@ -40,7 +40,10 @@ def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path: Path, template_database: Path) -> Settings:
     database_file = tmp_path / "deputy.db"
     shutil.copyfile(template_database, database_file)
-    return Settings(home=tmp_path, database_url=f"sqlite:///{database_file}")
+    # Background loops are tested on their own; here they would race the assertions.
+    return Settings(
+        home=tmp_path, database_url=f"sqlite:///{database_file}", services_enabled=False
+    )
 
 
 @pytest.fixture

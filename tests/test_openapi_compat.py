@@ -577,7 +577,8 @@ def example_url(path: str) -> str:
     parts = []
     for part in path.split("/"):
         if part.startswith("{") and part.endswith("}"):
-            part = str(uuid.uuid4()) if part[1:-1] == "id" else "no-such-name"
+            name = part[1:-1]
+            part = str(uuid.uuid4()) if name == "id" or name.endswith("_id") else "no-such-name"
         parts.append(part)
     return "/".join(parts)
 

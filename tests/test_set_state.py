@@ -231,8 +231,15 @@ async def test_resume_a_paused_run(client: httpx.AsyncClient) -> None:
     assert (resumed.status_code, resumed.json()["status"]) == (201, "ACCEPT")
     assert resumed.json()["state"]["type"] == "RUNNING"
     read = (await client.get(f"/flow_runs/{run['id']}")).json()
-    assert read["run_count"] == 1  # resuming is not a new run
+    # As in Prefect: the resume itself enters RUNNING (counted) and marks the run resuming,
+    # so the engine's own RUNNING proposal that follows is not counted again.
+    assert read["run_count"] == 2
+    assert read["empirical_policy"]["resuming"] is True
     assert read["empirical_policy"]["pause_keys"] == ["k"]
+    engine = await propose(client, run["id"], "RUNNING")
+    assert engine.json()["status"] == "ACCEPT"
+    read = (await client.get(f"/flow_runs/{run['id']}")).json()
+    assert (read["run_count"], read["empirical_policy"]["resuming"]) == (2, False)
     again = await client.post(f"/flow_runs/{run['id']}/resume", json={})
     assert again.status_code == 200
     assert again.json() == {

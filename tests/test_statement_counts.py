@@ -93,3 +93,78 @@ async def test_filtering_flow_runs_takes_one_statement(
         )
     assert len(response.json()) == 3
     assert len(statements) == 1, statements
+
+
+# --- worker polling and heartbeats ---------------------------------------------------------
+
+
+def _updates(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+
+
+async def test_first_poll_takes_four_statements_then_a_repeat_takes_two(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    deployment = await _deployment(client)
+    pool = deployment["work_pool_name"]
+    await client.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+    url = f"/work_pools/{pool}/get_scheduled_flow_runs"
+    with counted_statements(database) as first:
+        assert len((await client.post(url, json={})).json()) == 1
+    # pool with queues, runs, then the due marks: queues, deployments
+    assert len(first) == 4, first
+    assert len(_updates(first)) == 2, first
+    with counted_statements(database) as repeat:
+        assert len((await client.post(url, json={"work_queue_names": ["default"]})).json()) == 1
+    assert len(repeat) == 2, repeat  # pool with queues, runs: no row rewritten
+    assert _updates(repeat) == [], repeat
+
+
+async def test_poll_with_concurrency_limits_adds_one_grouped_count(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    pool = await create_work_pool(client, concurrency_limit=5)
+    await client.post(
+        f"/work_pools/{pool['name']}/queues", json={"name": "limited", "concurrency_limit": 2}
+    )
+    url = f"/work_pools/{pool['name']}/get_scheduled_flow_runs"
+    await client.post(url, json={})
+    with counted_statements(database) as statements:
+        assert (await client.post(url, json={})).status_code == 200
+    assert len(statements) == 3, statements  # pool with queues, grouped count, runs
+
+
+async def test_poll_of_a_paused_pool_reads_only_the_pool(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    pool = await create_work_pool(client, is_paused=True)
+    url = f"/work_pools/{pool['name']}/get_scheduled_flow_runs"
+    await client.post(url, json={})
+    with counted_statements(database) as statements:
+        assert (await client.post(url, json={})).json() == []
+    assert len(statements) == 1, statements
+
+
+async def test_heartbeat_takes_two_statements_three_when_the_pool_turns_ready(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    pool = await create_work_pool(client)
+    url = f"/work_pools/{pool['name']}/workers/heartbeat"
+    with counted_statements(database) as first:
+        assert (await client.post(url, json={"name": "w"})).status_code == 204
+    assert len(first) == 3, first  # read pool, upsert worker, pool NOT_READY -> READY
+    with counted_statements(database) as repeat:
+        assert (await client.post(url, json={"name": "w"})).status_code == 204
+    assert len(repeat) == 2, repeat  # read pool, upsert worker
+
+
+async def test_runner_poll_takes_two_statements(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    deployment = await _deployment(client)
+    await client.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+    body = {"deployment_ids": [deployment["id"]]}
+    with counted_statements(database) as statements:
+        response = await client.post("/deployments/get_scheduled_flow_runs", json=body)
+    assert len(response.json()) == 1
+    assert len(statements) == 2, statements  # runs, mark the deployments that need it

@@ -18,6 +18,7 @@ from deputy.api.validation import request_validation_handler
 from deputy.db import migrate
 from deputy.db.engine import Database
 from deputy.errors import DeputyError, ServiceUnavailable, integrity_conflict
+from deputy.services import background
 from deputy.settings import Settings
 
 logger = logging.getLogger("deputy")
@@ -31,9 +32,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
             await migrate.upgrade(database)
+        tasks = background.start(settings, database)
         try:
             yield
         finally:
+            await background.stop(tasks)
             await database.dispose()
 
     api = create_api_app(settings, database)

@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     log_level: str = "warning"
     #: How long a SQLite writer waits for another process's write lock before failing.
     sqlite_busy_timeout_ms: int = 60_000
+    #: Run the background loops (late runs, lease reaper, worker status) in this process.
+    services_enabled: bool = True
+    late_runs_interval_seconds: float = 5.0
+    #: A SCHEDULED run this far past its scheduled time is marked Late.
+    late_runs_after_seconds: float = 15.0
+    lease_reaper_interval_seconds: float = 10.0
+    worker_status_interval_seconds: float = 10.0
     #: Connections kept open to PostgreSQL per server process.
     db_pool_size: int = 10
     db_max_overflow: int = 10

@@ -25,8 +25,9 @@ from deputy.schemas.deployments import (
 )
 from deputy.schemas.filters import RelatedFilters
 from deputy.schemas.flow_runs import DeploymentFlowRunBulkResponse, FlowRunResponse
+from deputy.schemas.workers import DeploymentScheduledRunsBody
 from deputy.services import create_flow_run as runs
-from deputy.services import deployments
+from deputy.services import deployments, workers
 from deputy.services.common import page_limit, pagination
 
 router = FastRouter(prefix="/deployments", tags=["Deployments"])
@@ -192,3 +193,17 @@ async def create_flow_runs_from_deployment(
 
 def _bulk_failure(message: str) -> dict[str, Any]:
     return {"flow_run_id": None, "status": "FAILED", "error": message}
+
+
+@router.post("/get_scheduled_flow_runs", response_model=list[FlowRunResponse])
+async def get_scheduled_flow_runs_for_deployments(
+    body: DeploymentScheduledRunsBody, database: DatabaseDep
+) -> JSONResponse:
+    """Scheduled runs of served deployments (the Runner's poll), earliest first; the
+    deployments are marked READY and polled in the same transaction when due."""
+    limit = page_limit(body.limit)
+    async with database.write() as conn:
+        results = await workers.get_scheduled_flow_runs_for_deployments(
+            conn, body.deployment_ids, scheduled_before=body.scheduled_before, limit=limit
+        )
+    return json_response(results)

@@ -1,4 +1,5 @@
-"""Routes for /work_pools (pools and their queues) and the read side of /work_queues."""
+"""Routes for /work_pools (pools, their queues, workers and the worker poll) and the read side
+of /work_queues."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from deputy.schemas.work_pools import (
     work_pool_to_wire,
     work_queue_to_wire,
 )
-from deputy.services import work_pools
+from deputy.schemas.workers import (
+    WorkerFilterBody,
+    WorkerFlowRunResponse,
+    WorkerHeartbeatBody,
+    WorkerResponse,
+    WorkerScheduledRunsBody,
+    worker_to_wire,
+)
+from deputy.services import work_pools, workers
 from deputy.services.common import page_limit
 
 router = FastRouter(prefix="/work_pools", tags=["Work Pools"])
@@ -48,6 +57,7 @@ LegacyClient = Annotated[bool, Depends(legacy_storage_client)]
 PoolName = Annotated[str, Path(alias="name", description="The work pool name")]
 QueuePoolName = Annotated[str, Path(description="The work pool name")]
 QueueName = Annotated[str, Path(alias="name", description="The work pool queue name")]
+WorkerName = Annotated[str, Path(alias="name", description="The work pool's worker name")]
 
 
 # --- pools ------------------------------------------------------------------------------
@@ -109,6 +119,26 @@ async def delete_work_pool(name: PoolName, database: DatabaseDep) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{name}/get_scheduled_flow_runs", response_model=list[WorkerFlowRunResponse])
+async def get_scheduled_flow_runs(
+    name: PoolName, database: DatabaseDep, body: WorkerScheduledRunsBody | None = None
+) -> JSONResponse:
+    """Load scheduled runs for a worker; the polled queues and their deployments are marked
+    READY in the same transaction (only the rows whose mark is due)."""
+    body = body or WorkerScheduledRunsBody()
+    limit = page_limit(body.limit)
+    async with database.write() as conn:
+        results = await workers.get_scheduled_flow_runs(
+            conn,
+            name,
+            queue_names=body.work_queue_names,
+            scheduled_before=body.scheduled_before,
+            scheduled_after=body.scheduled_after,
+            limit=limit,
+        )
+    return json_response(results)
+
+
 # --- queues of a pool -------------------------------------------------------------------
 
 
@@ -167,6 +197,44 @@ async def delete_work_queue(
 ) -> Response:
     async with database.write() as conn:
         await work_pools.delete_work_queue(conn, work_pool_name, name)
+    return Response(status_code=204)
+
+
+# --- workers ----------------------------------------------------------------------------
+
+
+@router.post("/{work_pool_name}/workers/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+async def worker_heartbeat(
+    work_pool_name: QueuePoolName, body: WorkerHeartbeatBody, database: DatabaseDep
+) -> Response:
+    """Record a worker's heartbeat (an upsert); the pool turns READY."""
+    async with database.write() as conn:
+        await workers.worker_heartbeat(
+            conn, work_pool_name, body.name, body.heartbeat_interval_seconds
+        )
+    return Response(status_code=204)
+
+
+@router.post("/{work_pool_name}/workers/filter", response_model=list[WorkerResponse])
+async def read_workers(
+    work_pool_name: QueuePoolName, database: DatabaseDep, body: WorkerFilterBody | None = None
+) -> JSONResponse:
+    """Read a pool's workers, most recent heartbeat first."""
+    body = body or WorkerFilterBody()
+    limit = page_limit(body.limit)
+    async with database.read() as conn:
+        rows = await workers.read_workers(
+            conn, work_pool_name, body.workers, offset=body.offset, limit=limit
+        )
+    return json_response([worker_to_wire(row) for row in rows])
+
+
+@router.delete("/{work_pool_name}/workers/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_worker(
+    work_pool_name: QueuePoolName, name: WorkerName, database: DatabaseDep
+) -> Response:
+    async with database.write() as conn:
+        await workers.delete_worker(conn, work_pool_name, name)
     return Response(status_code=204)
 
 

@@ -32,6 +32,8 @@ ACTIVE_SLOT_TYPES = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
 CONCURRENCY_SLOT_WAIT_SECONDS = 30
 #: Lease length when the deployment sets no ``grace_period_seconds``.
 DEFAULT_LEASE_SECONDS = 300
+#: Workers 3.0.0rc20 to 3.0.3 took deployment slots themselves; the server leaves them be.
+SELF_MANAGING_WORKERS = frozenset({(3, 0, 0), (3, 0, 1), (3, 0, 2), (3, 0, 3)})
 #: Clients from this version renew deployment concurrency leases themselves.
 LEASING_CLIENT_VERSION = (3, 4, 11)
 
@@ -149,6 +151,11 @@ def has_persisted_result(data: Any) -> bool:
     return isinstance(data, dict) and data.get("type") != "unpersisted"
 
 
+def holds_stored_result(data: Any) -> bool:
+    """A current state carrying a stored result (Prefect also requires non-empty data)."""
+    return bool(data) and has_persisted_result(data)
+
+
 # --- the working context passed between rules ---------------------------------------------
 
 
@@ -161,6 +168,9 @@ class _Work:
     delay_seconds: int | None = None
     effects: Effects = field(default_factory=Effects)
     keep_current: bool = False
+    #: Set when the terminal-state rule reset the pause data; undone if a later rule moves
+    #: the run to another state type, as Prefect's rule cleanup does.
+    terminal_reset: bool = False
 
     @property
     def current(self) -> CurrentState:
@@ -243,7 +253,7 @@ def handle_terminal_state_transitions(work: _Work) -> None:
     if proposed.type in (S.CANCELLING, S.PAUSED, S.CRASHED):
         work.abort(f"Run is already in terminal state {current.type.value}.")
         return
-    completed_with_result = current.type == S.COMPLETED and has_persisted_result(current.data)
+    completed_with_result = current.type == S.COMPLETED and holds_stored_result(current.data)
     if completed_with_result and proposed.type not in TERMINAL_STATE_TYPES:
         work.reject(None, "Run is already COMPLETED.")
         return
@@ -262,6 +272,7 @@ def handle_terminal_state_transitions(work: _Work) -> None:
         work.abort("Cannot reschedule a run without an associated deployment.")
         return
     if proposed.type not in TERMINAL_STATE_TYPES:
+        work.terminal_reset = True
         policy = work.policy()
         policy.update(resuming=False, pause_keys=[])
         policy["retry_type"] = "reschedule" if proposed.type == S.SCHEDULED else None
@@ -341,7 +352,7 @@ def secure_concurrency_slot(work: _Work) -> None:
     """Entering PENDING takes one of the deployment's slots, or waits / is cancelled."""
     run = work.transition.run
     slots = work.transition.slots
-    if run.deployment_id is None:
+    if run.deployment_id is None or work.transition.client_version in SELF_MANAGING_WORKERS:
         return
     if slots is None or not slots.deployment_exists:
         work.abort("Deployment not found.")
@@ -423,7 +434,8 @@ def handle_pausing(work: _Work) -> None:
 
 def handle_resuming(work: _Work) -> None:
     """Leaving PAUSED: only to RUNNING, SCHEDULED, CANCELLING or a final state, and not
-    after the pause timed out; the run is then marked as resuming."""
+    after the pause timed out. Whatever state is then written, the run is marked as resuming
+    (a blocking pause left for SCHEDULED starts over instead, with its pause data reset)."""
     proposed = work.state
     assert proposed is not None
     current = work.current
@@ -431,10 +443,11 @@ def handle_resuming(work: _Work) -> None:
         proposed.type in TERMINAL_STATE_TYPES
     )
     if not allowed:
+        # Prefect words this with the enum members themselves ("StateType.PENDING").
         work.reject(
             None,
-            f"This run cannot transition to the {proposed.type.value} state from the "
-            f"{current.type.value} state.",
+            f"This run cannot transition to the StateType.{proposed.type.value} state from "
+            f"the StateType.{current.type.value} state.",
         )
         return
     verb = "suspend" if proposed.name == "Suspended" else "pause"
@@ -443,17 +456,19 @@ def handle_resuming(work: _Work) -> None:
     if rescheduled and work.transition.run.deployment_id is None:
         work.reject(None, f"Cannot reschedule a {shown} flow run without a deployment.")
         return
-    if proposed.type == S.CANCELLING:
-        return
-    timeout = _as_time(current.details.get("pause_timeout"))
-    if timeout is not None and timeout < work.now:
-        work.reject(
-            StateDraft.of(S.FAILED, work.now, message=f"The flow was {shown} and never resumed."),
-            f"The flow run {verb} has timed out and can no longer resume.",
-        )
-        return
+    if proposed.type != S.CANCELLING:
+        timeout = _as_time(current.details.get("pause_timeout"))
+        if timeout is not None and timeout < work.now:
+            work.reject(
+                StateDraft.of(
+                    S.FAILED, work.now, message=f"The flow was {shown} and never resumed."
+                ),
+                f"The flow run {verb} has timed out and can no longer resume.",
+            )
+    written = work.state
+    assert written is not None
     policy = work.policy()
-    if not rescheduled and proposed.type == S.SCHEDULED:
+    if not rescheduled and written.type == S.SCHEDULED:
         policy.update(resuming=False, pause_keys=[], retry_type="reschedule")
     else:
         policy["resuming"] = True
@@ -517,7 +532,7 @@ def prevent_result_data_loss(work: _Work) -> None:
     current = work.current
     if (
         current.type == S.COMPLETED
-        and has_persisted_result(current.data)
+        and holds_stored_result(current.data)
         and not has_persisted_result(proposed.data)
     ):
         work.reject(
@@ -559,6 +574,7 @@ CORE_POLICY: tuple[_Entry, ...] = (
 )
 
 MINIMAL_POLICY: tuple[_Entry, ...] = (
+    _Entry(preserve_lease_id, ALL_TYPES, ALL_TYPES),
     _Entry(prevent_result_data_loss, frozenset({S.COMPLETED}), frozenset({S.COMPLETED})),
     _Entry(
         bypass_cancelling_without_infrastructure,
@@ -597,8 +613,13 @@ def decide(transition: Transition, *, force: bool = False) -> Decision:
             continue
         entry.rule(work)
     if work.status in (Status.WAIT, Status.ABORT) or work.keep_current:
-        work.effects = Effects()  # nothing is written, so nothing else happens either
+        # Nothing is written, so nothing else happens, except that a lease checked before
+        # the client was told to wait stays renewed (as in Prefect).
+        renew = work.status == Status.WAIT and work.effects.renew_lease
+        work.effects = Effects(renew_lease=renew)
     elif work.state is not None:
+        if work.state.type != proposed_type and work.terminal_reset:
+            work.effects.policy = None
         _release_when_leaving_active(work, current_type)
         if work.effects.acquire_slot and work.state.type not in (S.PENDING, S.RUNNING):
             work.effects.acquire_slot = False  # a later rule moved the run elsewhere
@@ -617,7 +638,8 @@ def _release_when_leaving_active(work: _Work, current_type: StateType | None) ->
     assert work.state is not None
     in_process_retry = work.status == Status.REJECT and work.state.name == "AwaitingRetry"
     if (
-        current_type in ACTIVE_SLOT_TYPES
+        work.transition.run.deployment_id is not None
+        and current_type in ACTIVE_SLOT_TYPES
         and work.state.type not in ACTIVE_SLOT_TYPES
         and not in_process_retry
     ):

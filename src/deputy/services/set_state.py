@@ -82,6 +82,12 @@ def _read_run_statement(dialect: str) -> Any:
     return _READ_RUN
 
 
+async def read_run_for_update(conn: AsyncConnection, flow_run_id: uuid.UUID) -> Any:
+    """The run with its current state and deployment limit, locked for this transaction."""
+    statement = _read_run_statement(conn.dialect.name)
+    return (await conn.execute(statement, {"run_id": flow_run_id})).first()
+
+
 class StateResult:
     """What set_state answers, and whether a state was written (201) or not (200)."""
 
@@ -98,9 +104,7 @@ async def set_flow_run_state(
     force: bool = False,
     client_version: tuple[int, ...] | None = None,
 ) -> StateResult:
-    row = (
-        await conn.execute(_read_run_statement(conn.dialect.name), {"run_id": flow_run_id})
-    ).first()
+    row = await read_run_for_update(conn, flow_run_id)
     if row is None:
         raise ObjectNotFound(f"Flow run with id {flow_run_id} not found")
     timestamp = now()
@@ -159,6 +163,8 @@ async def orchestrate(
         force=force,
     )
     if decision.state is None:
+        if decision.effects.renew_lease and current is not None and slots is not None:
+            await _renew_lease(conn, current.details, slots, timestamp)
         return StateResult(_result(decision, _current_body(row)), written=False)
     state = await _write(conn, row, current, decision, slots)
     return StateResult(_result(decision, state), written=True)
@@ -247,15 +253,8 @@ async def _write(
         details["deployment_concurrency_lease_id"] = str(
             await _acquire_slot(conn, slots, row.id, draft.timestamp)
         )
-    if effects.renew_lease and lease_id and slots is not None:
-        await conn.execute(
-            update(t.concurrency_lease)
-            .where(_lease.id == uuid.UUID(lease_id))
-            .values(
-                expiration=draft.timestamp + dt.timedelta(seconds=slots.grace_period_seconds),
-                updated=draft.timestamp,
-            )
-        )
+    if effects.renew_lease and slots is not None:
+        await _renew_lease(conn, details, slots, draft.timestamp)
     if effects.revoke_lease and lease_id:
         await conn.execute(delete(t.concurrency_lease).where(_lease.id == uuid.UUID(lease_id)))
     if effects.release_slot and row.deployment_id is not None:
@@ -278,7 +277,9 @@ async def _write(
         "data": draft.data,
         "state_details": details,
     }
-    policy = effects.policy if effects.policy is not None else row.empirical_policy or {}
+    # Bookkeeping sees the policy as it was before this transition (Prefect's global rules
+    # run before the core rules' after-transition steps); the rules' own update then wins.
+    policy = row.empirical_policy or {}
     run_fields = {
         "start_time": row.start_time,
         "end_time": row.end_time,
@@ -291,12 +292,31 @@ async def _write(
     changes = run_updates_for_state(
         run_fields, current.type if current else None, current.timestamp if current else None, state
     )
-    if effects.policy is not None and "empirical_policy" not in changes:
-        changes["empirical_policy"] = policy
+    if effects.policy is not None:
+        changes["empirical_policy"] = effects.policy
     changes["updated"] = draft.timestamp
     await conn.execute(_INSERT_STATE, state)
     await conn.execute(update(t.flow_run).where(_run.id == row.id).values(**changes))
     return state
+
+
+async def _renew_lease(
+    conn: AsyncConnection,
+    details: dict[str, Any],
+    slots: DeploymentSlots,
+    timestamp: dt.datetime,
+) -> None:
+    lease_id = details.get("deployment_concurrency_lease_id")
+    if not lease_id:
+        return
+    await conn.execute(
+        update(t.concurrency_lease)
+        .where(_lease.id == uuid.UUID(str(lease_id)))
+        .values(
+            expiration=timestamp + dt.timedelta(seconds=slots.grace_period_seconds),
+            updated=timestamp,
+        )
+    )
 
 
 async def _acquire_slot(
@@ -398,9 +418,7 @@ async def resume_flow_run(
     Flow-run inputs are not stored by deputy yet, so a pause that asked for input is
     refused with Prefect's answer for a missing input schema.
     """
-    row = (
-        await conn.execute(_read_run_statement(conn.dialect.name), {"run_id": flow_run_id})
-    ).first()
+    row = await read_run_for_update(conn, flow_run_id)
     if row is None:
         raise ObjectNotFound(f"Flow run with id {flow_run_id} not found")
     current = _current_state(row)

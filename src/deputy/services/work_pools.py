@@ -9,9 +9,12 @@ Rules kept from Prefect 3.9.1:
 * Queue priorities in a pool stay unique. A queue created without one takes the first free
   value (the first gap, else max + 1). A queue given a priority that is taken pushes the
   holder, and the queues right after it, down by one; gaps further on are kept.
-* Status: a pool is PAUSED when paused, else NOT_READY until a worker heartbeats (READY);
-  agent pools have no status. A queue is created NOT_READY (even if paused), turns PAUSED
-  when paused, and back to NOT_READY (READY if polled in the last 60 s) when unpaused.
+* Status: a pool is PAUSED when paused, else NOT_READY until a worker heartbeats (READY),
+  and NOT_READY again once no worker is ONLINE; unpausing gives READY when a worker is
+  ONLINE. Agent pools have no status. A queue is created NOT_READY (even if paused), turns
+  PAUSED when paused, and back to NOT_READY (READY if polled in the last 60 s) when
+  unpaused; a poll turns a NOT_READY queue READY. Heartbeats, polls and the OFFLINE /
+  NOT_READY sweeps live in ``services/workers.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +43,7 @@ from deputy.schemas.work_pools import (
     WorkQueueStatus,
     WorkQueueUpdate,
 )
+from deputy.schemas.workers import WorkerStatus
 from deputy.services import parameter_schema
 from deputy.services.common import now
 
@@ -183,13 +187,23 @@ async def update_work_pool(conn: AsyncConnection, name: str, body: WorkPoolUpdat
         if values["is_paused"]:
             values["status"] = WorkPoolStatus.PAUSED.value
         elif values["is_paused"] is False:
-            # Prefect: READY when a worker is online. Workers (heartbeats) are not stored
-            # yet, so an unpaused pool is NOT_READY until they are.
-            values["status"] = WorkPoolStatus.NOT_READY.value
+            ready = await has_online_worker(conn, pool.id)
+            values["status"] = (WorkPoolStatus.READY if ready else WorkPoolStatus.NOT_READY).value
     if "status" in values:
         values["last_status_event_id"] = uuid.uuid4()
         values["last_transitioned_status_at"] = timestamp
     await conn.execute(update(wp).where(wp.c.id == pool.id).values(**values, updated=timestamp))
+
+
+async def has_online_worker(conn: AsyncConnection, work_pool_id: uuid.UUID) -> bool:
+    """Whether an ONLINE worker heartbeats for the pool (the status heartbeats set and
+    ``services.workers.mark_offline_workers`` clears)."""
+    worker = t.worker.c
+    online = exists().where(
+        worker.work_pool_id == work_pool_id, worker.status == WorkerStatus.ONLINE.value
+    )
+    query = select(online)
+    return bool((await conn.execute(query)).scalar())
 
 
 async def delete_work_pool(conn: AsyncConnection, name: str) -> None:
