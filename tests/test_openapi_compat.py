@@ -95,6 +95,7 @@ DELIBERATE_DIFFERENCES: dict[tuple[str, str, str], str] = {
     ("POST", "/flows/", "status"): _CREATED_STATUS,
     ("POST", "/deployments/", "status"): _CREATED_STATUS,
     ("POST", "/deployments/{id}/create_flow_run", "status"): _CREATED_STATUS,
+    ("POST", "/flow_runs/", "status"): _CREATED_STATUS,
     ("GET", "/csrf-token", "response: properties"): _CSRF,
     ("POST", "/deployments/", "request.schedules[]: properties"): _SCHEDULES,
     ("PATCH", "/deployments/{id}", "request.schedules[]: properties"): _SCHEDULES,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from typing import Annotated, Any
 
-from fastapi import Body, Header, Response, status
+from fastapi import Body, Response, status
 from sqlalchemy.exc import IntegrityError
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.errors import INTEGRITY_CONFLICT, BadRequest, DeputyError
 from deputy.schemas.deployments import (
@@ -34,33 +31,14 @@ router = FastRouter(prefix="/deployments", tags=["Deployments"])
 
 MAX_BULK_RUNS = 100
 
-AutomationId = Annotated[str | None, Header(alias="Prefect-Automation-ID", include_in_schema=False)]
-AutomationName = Annotated[
-    str | None, Header(alias="Prefect-Automation-Name", include_in_schema=False)
-]
-
-
-def automation_created_by(automation_id: str | None, name: str | None) -> dict[str, Any] | None:
-    """``created_by`` from the automation headers; nothing unless both are valid."""
-    if not automation_id or not name:
-        return None
-    try:
-        parsed_id = uuid.UUID(automation_id)
-        display_value = base64.b64decode(name, validate=True).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-    return {"id": str(parsed_id), "type": "AUTOMATION", "display_value": display_value}
-
 
 @router.post("/", response_model=DeploymentResponse, status_code=status.HTTP_201_CREATED)
 async def create_deployment(
     body: DeploymentCreate,
     database: DatabaseDep,
-    automation_id: AutomationId = None,
-    automation_name: AutomationName = None,
+    created_by: CreatedByDep,
 ) -> JSONResponse:
     """Create a deployment, or update the flow's deployment of the same name (200)."""
-    created_by = automation_created_by(automation_id, automation_name)
     async with database.write() as conn:
         row, created = await deployments.create_deployment(conn, body, created_by)
     return json_response(deployment_to_wire(row), status_code=201 if created else 200)
@@ -150,11 +128,9 @@ async def create_flow_run_from_deployment(
     id: IdPath,
     body: DeploymentFlowRunCreate,
     database: DatabaseDep,
-    automation_id: AutomationId = None,
-    automation_name: AutomationName = None,
+    created_by: CreatedByDep,
 ) -> JSONResponse:
     """Create a flow run from a deployment: 201 new, 200 for a replayed idempotency key."""
-    created_by = automation_created_by(automation_id, automation_name)
     async with database.write() as conn:
         result = await runs.create_flow_run_from_deployment(conn, id, body, created_by=created_by)
     return json_response(result.body, status_code=201 if result.created else 200)
@@ -165,13 +141,11 @@ async def create_flow_runs_from_deployment(
     id: IdPath,
     database: DatabaseDep,
     body: Annotated[list[DeploymentFlowRunCreate], Body()],
-    automation_id: AutomationId = None,
-    automation_name: AutomationName = None,
+    created_by: CreatedByDep,
 ) -> JSONResponse:
     """Up to 100 runs in one transaction; each item succeeds or fails on its own, in order."""
     if len(body) > MAX_BULK_RUNS:
         raise BadRequest(f"Cannot create more than {MAX_BULK_RUNS} flow runs at once.")
-    created_by = automation_created_by(automation_id, automation_name)
     results: list[dict[str, Any]] = []
     async with database.write() as conn:
         deployment = await runs.read_deployment_for_runs(conn, id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 
@@ -42,3 +44,21 @@ def get_client_version(request: Request) -> tuple[int, ...] | None:
 
 
 ClientVersionDep = Annotated[tuple[int, ...] | None, Depends(get_client_version)]
+
+
+def get_created_by(request: Request) -> dict[str, Any] | None:
+    """``created_by`` from the ``Prefect-Automation-ID`` / ``-Name`` (base64) headers that
+    automations send; nothing unless both are present and valid."""
+    automation_id = request.headers.get("prefect-automation-id")
+    name = request.headers.get("prefect-automation-name")
+    if not automation_id or not name:
+        return None
+    try:
+        parsed_id = uuid.UUID(automation_id)
+        display_value = base64.b64decode(name, validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return {"id": str(parsed_id), "type": "AUTOMATION", "display_value": display_value}
+
+
+CreatedByDep = Annotated[dict[str, Any] | None, Depends(get_created_by)]

@@ -3,18 +3,57 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any
 
-from fastapi import Response, status
+from fastapi import Body, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import State
-from deputy.schemas.flow_runs import FlowRunCountBody, FlowRunFilterBody, FlowRunResponse
+from deputy.schemas.flow_runs import (
+    FlowRunCountBody,
+    FlowRunCreate,
+    FlowRunFilterBody,
+    FlowRunResponse,
+    FlowRunUpdate,
+)
+from deputy.services import create_flow_run as run_creation
 from deputy.services import flow_runs
 from deputy.services.common import page_limit
 
 router = FastRouter(prefix="/flow_runs", tags=["Flow Runs"])
 states_router = FastRouter(prefix="/flow_run_states", tags=["Flow Run States"])
+
+
+@router.post("/", response_model=FlowRunResponse, status_code=status.HTTP_201_CREATED)
+async def create_flow_run(
+    body: FlowRunCreate,
+    database: DatabaseDep,
+    created_by: CreatedByDep,
+) -> JSONResponse:
+    """Create a run of a flow (PENDING unless a state is given); 200 for a replayed key."""
+    async with database.write() as conn:
+        result = await run_creation.create_flow_run(conn, body, created_by=created_by)
+    return json_response(result.body, status_code=201 if result.created else 200)
+
+
+@router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+async def update_flow_run(id: IdPath, body: FlowRunUpdate, database: DatabaseDep) -> Response:
+    async with database.write() as conn:
+        await flow_runs.update_flow_run(conn, id, body)
+    return Response(status_code=204)
+
+
+@router.patch("/{id:uuid}/labels", status_code=status.HTTP_204_NO_CONTENT)
+async def update_flow_run_labels(
+    id: IdPath,
+    database: DatabaseDep,
+    labels: Annotated[dict[str, Any], Body(description="The labels to update")],
+) -> Response:
+    """Merge labels into the run's (workers add their name, type and pool this way)."""
+    async with database.write() as conn:
+        await flow_runs.update_flow_run_labels(conn, id, labels)
+    return Response(status_code=204)
 
 
 @router.post("/count")

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deputy.schemas.core import (
     TERMINAL_STATE_TYPES,
@@ -14,6 +14,7 @@ from deputy.schemas.core import (
     FlowRunPolicy,
     KeyValueLabels,
     State,
+    StateCreate,
     StateType,
 )
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
@@ -55,6 +56,48 @@ class FlowRunResponse(BaseModel):
     work_pool_id: uuid.UUID | None = None
     work_pool_name: str | None = None
     state: State | None = None
+    job_variables: dict[str, Any] | None = None
+
+
+class FlowRunCreate(BaseModel):
+    """The body of ``POST /flow_runs/``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: StateCreate | None = None
+    name: str = ""
+    flow_id: uuid.UUID
+    flow_version: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    parent_task_run_id: uuid.UUID | None = None
+    infrastructure_document_id: uuid.UUID | None = None
+    empirical_policy: FlowRunPolicy = Field(default_factory=FlowRunPolicy)
+    tags: list[str] = Field(default_factory=list)
+    labels: KeyValueLabels | None = None
+    idempotency_key: str | None = None
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    job_variables: dict[str, Any] | None = None
+    deployment_id: uuid.UUID | None = None
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _null_name_means_generated(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+class FlowRunUpdate(BaseModel):
+    """The body of ``PATCH /flow_runs/{id}``: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    flow_version: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    empirical_policy: FlowRunPolicy = Field(default_factory=FlowRunPolicy)
+    tags: list[str] = Field(default_factory=list)
+    infrastructure_pid: str | None = None
     job_variables: dict[str, Any] | None = None
 
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from deputy.db.engine import Database
-from deputy.services import late_runs, leases
+from deputy.services import late_runs, leases, workers
 from deputy.services.common import now
 from deputy.settings import Settings
 
@@ -43,16 +43,17 @@ def loops(settings: Settings) -> list[Loop]:
         async with database.write() as conn:
             return await leases.reclaim_expired_leases(conn, now(), BATCH_SIZE)
 
-    async def offline_workers(database: Database) -> int:
-        from deputy.services import workers
-
+    async def statuses(database: Database) -> int:
+        """Workers past their heartbeats go OFFLINE; unpolled queues and deployments NOT_READY."""
         async with database.write() as conn:
-            return await workers.mark_offline_workers(conn, now())
+            moment = now()
+            offline = await workers.mark_offline_workers(conn, moment)
+            return offline + await workers.mark_unpolled_not_ready(conn, moment)
 
     return [
         Loop("late runs", settings.late_runs_interval_seconds, late),
         Loop("concurrency lease reaper", settings.lease_reaper_interval_seconds, expired_leases),
-        Loop("worker status", settings.worker_status_interval_seconds, offline_workers),
+        Loop("worker status", settings.worker_status_interval_seconds, statuses),
     ]
 
 

@@ -20,11 +20,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
-from deputy.errors import BadRequest, NotFound
+from deputy.errors import BadRequest, NotFound, integrity_conflict
 from deputy.orchestration.bookkeeping import run_updates_for_state
-from deputy.schemas.core import EMPTY_STATE_DETAILS, FlowRunPolicy, StateType, dump_policy
+from deputy.schemas.core import (
+    EMPTY_STATE_DETAILS,
+    FlowRunPolicy,
+    StateCreate,
+    StateType,
+    dump_policy,
+)
 from deputy.schemas.deployments import DeploymentFlowRunCreate
-from deputy.schemas.flow_runs import flow_run_to_wire
+from deputy.schemas.flow_runs import FlowRunCreate, flow_run_to_wire
 from deputy.services import work_pools
 from deputy.services.common import now, uuid7
 from deputy.services.flow_runs import read_flow_run_by_idempotency_key
@@ -145,41 +151,58 @@ async def create_flow_run_for(
     queue_id, queue_name, pool_id, pool_name = await _resolve_queue(conn, deployment, body)
 
     timestamp = now()
-    run_id = uuid.uuid4()
-    state = _initial_state(body, run_id, timestamp)
-    run: dict[str, Any] = {
-        "id": run_id,
-        "created": timestamp,
-        "updated": timestamp,
-        "name": body.name or generate_run_name(),
-        "flow_id": deployment.flow_id,
-        "deployment_id": deployment.id,
-        "deployment_version": deployment.version,
-        "work_queue_id": queue_id,
-        "work_queue_name": queue_name,
-        "flow_version": None,
-        "parameters": parameters,
-        "idempotency_key": body.idempotency_key,
-        "context": body.context,
-        "empirical_policy": (
+    run = new_run_row(
+        timestamp,
+        name=body.name,
+        flow_id=deployment.flow_id,
+        deployment_id=deployment.id,
+        deployment_version=deployment.version,
+        work_queue_id=queue_id,
+        work_queue_name=queue_name,
+        parameters=parameters,
+        idempotency_key=body.idempotency_key,
+        context=body.context,
+        empirical_policy=(
             dump_policy(body.empirical_policy)
             if "empirical_policy" in body.model_fields_set
             else _DEFAULT_POLICY
         ),
-        "tags": _union(deployment.tags, body.tags),
-        "labels": {
+        tags=_union(deployment.tags, body.tags),
+        labels={
             **(deployment.labels or {}),
             "prefect.flow.id": str(deployment.flow_id),
             "prefect.deployment.id": str(deployment.id),
             **(body.labels or {}),
         },
-        "created_by": created_by,
-        "infrastructure_pid": None,
-        "job_variables": body.job_variables if body.job_variables is not None else {},
-        "infrastructure_document_id": (
+        created_by=created_by,
+        job_variables=body.job_variables if body.job_variables is not None else {},
+        infrastructure_document_id=(
             body.infrastructure_document_id or deployment.infrastructure_document_id
         ),
-        "parent_task_run_id": body.parent_task_run_id,
+        parent_task_run_id=body.parent_task_run_id,
+    )
+    state = initial_state(body.state, StateType.SCHEDULED, run["id"], timestamp)
+    return await insert_run(
+        conn, run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name
+    )
+
+
+def new_run_row(timestamp: dt.datetime, **fields: Any) -> dict[str, Any]:
+    """A flow-run row with every column at its starting value, then ``fields``."""
+    run: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "created": timestamp,
+        "updated": timestamp,
+        "flow_version": None,
+        "deployment_id": None,
+        "deployment_version": None,
+        "work_queue_id": None,
+        "work_queue_name": None,
+        "idempotency_key": None,
+        "created_by": None,
+        "infrastructure_pid": None,
+        "infrastructure_document_id": None,
+        "parent_task_run_id": None,
         "auto_scheduled": False,
         "run_count": 0,
         "total_run_time": 0.0,
@@ -191,25 +214,41 @@ async def create_flow_run_for(
         "next_scheduled_start_time": None,
         "start_time": None,
         "end_time": None,
+        **fields,
     }
-    run.update(run_updates_for_state(run, None, None, state))
+    if not run.get("name"):
+        run["name"] = generate_run_name()
+    return run
 
-    if body.idempotency_key is None:
+
+async def insert_run(
+    conn: AsyncConnection,
+    run: dict[str, Any],
+    state: dict[str, Any],
+    *,
+    queue_name: str | None,
+    pool_id: Any,
+    pool_name: str | None,
+) -> CreatedRun:
+    """Insert the run with its first state (bookkeeping applied, no orchestration).
+
+    With an idempotency key the insert is ``ON CONFLICT DO NOTHING``; a replay returns the
+    existing run unchanged and writes no state.
+    """
+    run.update(run_updates_for_state(run, None, None, state))
+    key = run["idempotency_key"]
+    if key is None:
         await conn.execute(_INSERT_RUN, run)
     else:
         inserted = await conn.execute(_insert_run_unless_key_exists(conn.dialect.name), run)
         if inserted.first() is None:
-            existing = await read_flow_run_by_idempotency_key(
-                conn, deployment.flow_id, body.idempotency_key
-            )
+            existing = await read_flow_run_by_idempotency_key(conn, run["flow_id"], key)
             return CreatedRun(existing, created=False)
     await conn.execute(_INSERT_STATE, state)
-    return CreatedRun(
-        flow_run_to_wire(
-            run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, now=timestamp
-        ),
-        created=True,
+    body = flow_run_to_wire(
+        run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, now=run["created"]
     )
+    return CreatedRun(body, created=True)
 
 
 async def _resolve_queue(
@@ -238,12 +277,15 @@ async def _resolve_queue(
     return queue.id, queue.name, deployment.work_pool_id, deployment.pool_name
 
 
-def _initial_state(
-    body: DeploymentFlowRunCreate, run_id: uuid.UUID, timestamp: dt.datetime
+def initial_state(
+    proposed: StateCreate | None,
+    default_type: StateType,
+    run_id: uuid.UUID,
+    timestamp: dt.datetime,
 ) -> dict[str, Any]:
-    """The first state: the one requested (forced, no orchestration) or Scheduled for now."""
-    proposed = body.state
-    state_type = proposed.type if proposed is not None else StateType.SCHEDULED
+    """The first state: the one requested (forced, no orchestration) or ``default_type``;
+    a SCHEDULED state without a time is scheduled for now."""
+    state_type = proposed.type if proposed is not None else default_type
     details = (
         proposed.state_details.model_dump(mode="json")
         if proposed is not None
@@ -274,3 +316,60 @@ def _json_time(value: dt.datetime) -> str:
 def _union(first: list[str], second: list[str]) -> list[str]:
     """Tags of both, each once, in first-seen order (Prefect's set order is unspecified)."""
     return list(dict.fromkeys([*first, *second]))
+
+
+async def create_flow_run(
+    conn: AsyncConnection, body: FlowRunCreate, *, created_by: dict[str, Any] | None = None
+) -> CreatedRun:
+    """``POST /flow_runs/``: a run of a flow, optionally in a pool's queue; PENDING by default.
+
+    Unlike create_flow_run from a deployment, a named queue must exist (404), no parameter
+    schema applies, and the flow's labels are inherited directly.
+    """
+    flow = (await conn.execute(select(t.flow.c.labels).where(t.flow.c.id == body.flow_id))).first()
+    if flow is None:
+        raise integrity_conflict()  # Prefect answers an unknown flow_id with the FK conflict
+    queue_id = queue_name = pool_id = pool_name = None
+    if body.work_pool_name:
+        pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
+        queue = (
+            await work_pools.read_work_queue_in_pool(conn, pool.id, body.work_queue_name)
+            if body.work_queue_name
+            else (
+                await conn.execute(
+                    select(t.work_queue).where(t.work_queue.c.id == pool.default_queue_id)
+                )
+            ).first()
+        )
+        if queue is None:
+            raise NotFound(
+                f"Work pool queue '{body.work_pool_name}/{body.work_queue_name}' not found."
+            )
+        queue_id, queue_name, pool_id, pool_name = queue.id, queue.name, pool.id, pool.name
+    labels = {**(flow.labels or {}), "prefect.flow.id": str(body.flow_id)}
+    if body.deployment_id is not None:
+        labels["prefect.deployment.id"] = str(body.deployment_id)
+    timestamp = now()
+    run = new_run_row(
+        timestamp,
+        name=body.name,
+        flow_id=body.flow_id,
+        flow_version=body.flow_version,
+        deployment_id=body.deployment_id,
+        work_queue_id=queue_id,
+        work_queue_name=queue_name if queue_name is not None else body.work_queue_name,
+        parameters=body.parameters,
+        idempotency_key=body.idempotency_key,
+        context=body.context,
+        empirical_policy=dump_policy(body.empirical_policy),
+        tags=list(dict.fromkeys(body.tags)),
+        labels={**labels, **(body.labels or {})},
+        created_by=created_by,
+        job_variables=body.job_variables,
+        infrastructure_document_id=body.infrastructure_document_id,
+        parent_task_run_id=body.parent_task_run_id,
+    )
+    state = initial_state(body.state, StateType.PENDING, run["id"], timestamp)
+    return await insert_run(
+        conn, run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name
+    )

@@ -5,15 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, delete, func, nulls_last, select
+from sqlalchemy import Select, delete, func, nulls_last, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.filter_sql import flow_run_where
-from deputy.errors import NotFound
+from deputy.errors import BadRequest, NotFound, ObjectNotFound
+from deputy.schemas.core import StateType, dump_policy
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
 from deputy.schemas.flow_runs import flow_run_to_wire
 from deputy.services.common import now
+from deputy.services.job_variables import validate_job_variables_for_run
 
 FLOW_RUN_NOT_FOUND = "Flow run not found"
 STATE_NOT_FOUND = "Flow run state not found"
@@ -145,3 +147,66 @@ async def read_flow_run_state(conn: AsyncConnection, state_id: uuid.UUID) -> dic
     if row is None:
         raise NotFound(STATE_NOT_FOUND)
     return _state_to_wire(row)
+
+
+async def update_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID, body: Any) -> None:
+    """PATCH: the fields sent change. Job variables change only while the run is SCHEDULED,
+    and are checked against its deployment's pool template like a new run's."""
+    values = body.model_dump(exclude_unset=True)
+    if "empirical_policy" in values:
+        values["empirical_policy"] = dump_policy(body.empirical_policy)
+    if body.job_variables is not None:
+        await _check_job_variables_update(conn, flow_run_id, body.job_variables)
+    values["updated"] = now()
+    result = await conn.execute(update(t.flow_run).where(_run.id == flow_run_id).values(**values))
+    if result.rowcount == 0:
+        raise NotFound(FLOW_RUN_NOT_FOUND)
+
+
+async def _check_job_variables_update(
+    conn: AsyncConnection, flow_run_id: uuid.UUID, job_variables: dict[str, Any]
+) -> None:
+    query = (
+        select(
+            _run.state_type,
+            _run.deployment_id,
+            t.deployment.c.id.label("deployment_exists"),
+            t.deployment.c.job_variables.label("deployment_job_variables"),
+            t.work_pool.c.base_job_template,
+            t.work_queue.c.work_pool_id,
+        )
+        .select_from(t.flow_run)
+        .outerjoin(t.deployment, t.deployment.c.id == _run.deployment_id)
+        .outerjoin(t.work_queue, t.work_queue.c.id == t.deployment.c.work_queue_id)
+        .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+        .where(_run.id == flow_run_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(FLOW_RUN_NOT_FOUND)
+    if row.state_type is None:
+        raise BadRequest("Flow run state is required to update job variables but none exists")
+    if row.state_type != StateType.SCHEDULED.value:
+        raise BadRequest(
+            f"Job variables for a flow run in state {row.state_type} cannot be updated"
+        )
+    if row.deployment_exists is None:
+        raise BadRequest("A deployment for the flow run could not be found")
+    if row.work_pool_id is not None:
+        validate_job_variables_for_run(
+            row.base_job_template, row.deployment_job_variables, job_variables, verb="updating"
+        )
+
+
+async def update_flow_run_labels(
+    conn: AsyncConnection, flow_run_id: uuid.UUID, labels: dict[str, Any]
+) -> None:
+    """Merge ``labels`` into the run's labels (workers add theirs this way)."""
+    row = (await conn.execute(select(_run.labels).where(_run.id == flow_run_id))).first()
+    if row is None:
+        raise ObjectNotFound(f"Flow run with id {flow_run_id} not found")
+    await conn.execute(
+        update(t.flow_run)
+        .where(_run.id == flow_run_id)
+        .values(labels={**(row.labels or {}), **labels}, updated=now())
+    )
