@@ -85,3 +85,58 @@ def test_idempotency_race_across_processes_creates_exactly_one_run(tmp_path: Pat
     assert statuses == {201: 1, 200: 49}
     assert len({r.json()["id"] for r in responses}) == 1
     assert count == 1
+
+
+def test_pending_race_across_processes_has_exactly_one_winner(tmp_path: Path) -> None:
+    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+        deployment_id = _setup(first.url)
+        run = httpx.post(f"{first.url}/deployments/{deployment_id}/create_flow_run", json={}).json()
+        path = f"/flow_runs/{run['id']}/set_state"
+        bodies = [{"state": {"type": "PENDING"}} for _ in range(20)]
+        responses = asyncio.run(_post_many([first.url, second.url], path, bodies, 20))
+        history = httpx.get(f"{first.url}/flow_run_states/", params={"flow_run_id": run["id"]})
+    assert Counter(r.json()["status"] for r in responses) == {"ACCEPT": 1, "ABORT": 19}
+    assert [s["type"] for s in history.json()] == ["SCHEDULED", "PENDING"]
+
+
+async def _worker_loop(url: str, pool: str, rounds: int) -> Counter[int]:
+    """A worker's calls: poll, claim each run, run it to COMPLETED. Returns status counts."""
+    statuses: Counter[int] = Counter()
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        for _ in range(rounds):
+            poll = await client.post(f"/work_pools/{pool}/get_scheduled_flow_runs", json={})
+            statuses[poll.status_code] += 1
+            for item in poll.json()[:5]:
+                run_path = f"/flow_runs/{item['flow_run']['id']}/set_state"
+                for state in ("PENDING", "RUNNING", "COMPLETED"):
+                    response = await client.post(run_path, json={"state": {"type": state}})
+                    statuses[response.status_code] += 1
+                    if response.json()["status"] != "ACCEPT":
+                        break  # another worker claimed it first
+    return statuses
+
+
+def test_mixed_load_on_two_processes_never_fails(tmp_path: Path) -> None:
+    """Creates, polls and transitions at once on one SQLite file: no 5xx, no lost run."""
+    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+        deployment_id = _setup(first.url)
+        path = f"/deployments/{deployment_id}/create_flow_run"
+        urls = [first.url, second.url]
+
+        async def load() -> tuple[list[httpx.Response], list[Counter[int]]]:
+            creates = _post_many(urls, path, [{} for _ in range(200)], 16)
+            workers = [_worker_loop(url, "local", 15) for url in urls for _ in range(2)]
+            results = await asyncio.gather(creates, *workers)
+            return results[0], list(results[1:])
+
+        created, worker_statuses = asyncio.run(load())
+        count = httpx.post(f"{first.url}/flow_runs/count", json={}).json()
+        completed = httpx.post(
+            f"{first.url}/flow_runs/count",
+            json={"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}},
+        ).json()
+    assert Counter(r.status_code for r in created) == {201: 200}
+    totals: Counter[int] = sum(worker_statuses, Counter())
+    assert set(totals) <= {200, 201}, totals
+    assert count == 200
+    assert completed > 0
