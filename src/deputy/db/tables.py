@@ -316,3 +316,47 @@ concurrency_lease = Table(
     Column("expiration", Timestamp, nullable=False, index=True),
     Column("holder", json_type(nullable=True)),
 )
+
+log = Table(
+    "log",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("level", Integer, nullable=False, index=True),
+    # No foreign keys, as in Prefect: logs may arrive before (or outlive) their runs.
+    Column("flow_run_id", Uuid, index=True),
+    Column("task_run_id", Uuid, index=True),
+    Column("message", Text, nullable=False),
+    Column("timestamp", Timestamp, nullable=False, index=True),
+)
+
+event = Table(
+    "event",
+    metadata,
+    *_base_columns(),
+    Column("occurred", Timestamp, nullable=False, index=True),
+    Column("event", String, nullable=False, index=True),
+    Column("resource_id", String, nullable=False, index=True),
+    Column("resource", json_type(), nullable=False, server_default="{}"),
+    Column("related_resource_ids", json_type(), nullable=False, server_default="[]"),
+    Column("related", json_type(), nullable=False, server_default="[]"),
+    Column("payload", json_type(), nullable=False, server_default="{}"),
+    Column("received", Timestamp, nullable=False),
+    Column("recorded", Timestamp, nullable=False),
+    Column("follows", Uuid),
+)
+
+#: One row per resource an event names (its own and each related one), for filtering.
+event_resource = Table(
+    "event_resource",
+    metadata,
+    *_base_columns(),
+    Column("occurred", Timestamp, nullable=False),
+    Column("resource_id", String, nullable=False),
+    Column("resource_role", String, nullable=False),
+    Column("resource", json_type(), nullable=False, server_default="{}"),
+    Column(
+        "event_id", Uuid, ForeignKey("event.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Index(None, "resource_id", "occurred"),
+)
