@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Prefect itself, in its own virtualenv, for the end-to-end journeys (deputy never imports it).
+PREFECT_VENV := .venv-prefect
+PREFECT_STAMP := $(PREFECT_VENV)/.installed
 
 .PHONY: help run test lint check clean
 
@@ -15,10 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
+$(PREFECT_STAMP):
+	$(PYTHON) -m venv $(PREFECT_VENV)
+	$(PREFECT_VENV)/bin/pip install --quiet --upgrade pip
+	$(PREFECT_VENV)/bin/pip install --quiet prefect==3.9.1
+	touch $(PREFECT_STAMP)
+
 run: $(STAMP) ## Start the server on SQLite at http://127.0.0.1:4200/api
 	$(BIN)/deputy server start
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) $(PREFECT_STAMP) ## Run the whole test suite (end-to-end journeys included)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and mypy
@@ -29,4 +38,4 @@ lint: $(STAMP) ## ruff and mypy
 check: lint test ## What CI runs: lint, then every test
 
 clean: ## Remove the virtualenv
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PREFECT_VENV)
