@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
-$(PREFECT_STAMP):
+$(PREFECT_STAMP): tests/e2e/prefect-constraints.txt
 	$(PYTHON) -m venv $(PREFECT_VENV)
 	$(PREFECT_VENV)/bin/pip install --quiet --upgrade pip
-	$(PREFECT_VENV)/bin/pip install --quiet prefect==3.9.1
+	$(PREFECT_VENV)/bin/pip install --quiet prefect==3.9.1 -c tests/e2e/prefect-constraints.txt
 	touch $(PREFECT_STAMP)
 
 run: $(STAMP) ## Start the server on SQLite at http://127.0.0.1:4200/api
