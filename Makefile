@@ -12,10 +12,10 @@ PREFECT_STAMP := $(PREFECT_VENV)/.installed
 help: ## Show this help
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres]' -c constraints.txt
 	touch $(STAMP)
 
 $(PREFECT_STAMP): tests/e2e/prefect-constraints.txt
