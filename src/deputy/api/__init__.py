@@ -15,15 +15,17 @@ from deputy.api import (
     work_pools,
 )
 
+#: Routes are matched in this order, one by one, so the hot paths come first: the few admin
+#: probes, deployments (create_flow_run), set_state, flow runs, work pools (the worker poll).
 ROUTERS: list[APIRouter] = [
     admin.router,
+    deployments.router,
+    set_state.router,
+    flow_runs.router,
+    work_pools.router,
+    concurrency_limits.router,
+    flow_runs.states_router,
     flows.router,
     variables.router,
-    deployments.router,
-    flow_runs.router,
-    flow_runs.states_router,
-    set_state.router,
-    concurrency_limits.router,
-    work_pools.router,
     work_pools.work_queues_router,
 ]

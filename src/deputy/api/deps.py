@@ -1,4 +1,8 @@
-"""Typed dependencies shared by the routers."""
+"""Typed dependencies shared by the routers.
+
+They are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool,
+one thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,12 @@ from deputy.db.engine import Database
 from deputy.settings import Settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -34,7 +38,7 @@ IdPath = Annotated[uuid.UUID, Path(alias="id")]
 _CLIENT_VERSION = re.compile(r"prefect/(\d+)\.(\d+)\.(\d+)")
 
 
-def get_client_version(request: Request) -> tuple[int, ...] | None:
+async def get_client_version(request: Request) -> tuple[int, ...] | None:
     """The Prefect client's version from ``User-Agent: prefect/3.9.1 (API 0.8.4)``, if any."""
     user_agent = request.headers.get("user-agent")
     if not user_agent:
@@ -46,7 +50,7 @@ def get_client_version(request: Request) -> tuple[int, ...] | None:
 ClientVersionDep = Annotated[tuple[int, ...] | None, Depends(get_client_version)]
 
 
-def get_created_by(request: Request) -> dict[str, Any] | None:
+async def get_created_by(request: Request) -> dict[str, Any] | None:
     """``created_by`` from the ``Prefect-Automation-ID`` / ``-Name`` (base64) headers that
     automations send; nothing unless both are present and valid."""
     automation_id = request.headers.get("prefect-automation-id")
