@@ -19,7 +19,8 @@ def counted_statements(database: Database) -> Iterator[list[str]]:
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+        control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+        if not statement.lstrip().upper().startswith(control):
             statements.append(statement)
 
     event.listen(database.sync_engine, "before_cursor_execute", record)

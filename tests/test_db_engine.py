@@ -1,0 +1,102 @@
+"""The SQLite write path: queued writers share commits, and a failure undoes only its own work."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from deputy.db import tables as t
+from deputy.db.engine import Database
+from deputy.services.common import now
+from deputy.settings import Settings
+from factories import create_deployment, create_work_pool
+
+
+async def _count_runs(settings: Settings) -> int:
+    """Counted through a separate Database, as another process would see the file."""
+    other = Database(settings)
+    try:
+        async with other.read() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(t.flow_run))).scalar_one()
+            )
+    finally:
+        await other.dispose()
+
+
+async def test_concurrent_writes_share_commits_and_each_failure_stays_its_own(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    pool = await create_work_pool(client)
+    deployment = await create_deployment(client, work_pool_name=pool["name"])
+    url = f"/deployments/{deployment['id']}/create_flow_run"
+    bodies = [
+        {"parent_task_run_id": str(uuid.uuid4())} if i % 3 == 0 else {"tags": [str(i)]}
+        for i in range(60)
+    ]
+    responses = await asyncio.gather(*(client.post(url, json=body) for body in bodies))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 40, 409: 20}
+    assert await _count_runs(settings) == 40  # every acknowledged run is committed
+
+
+async def test_a_failing_first_writer_does_not_lose_the_writers_behind_it(
+    database: Database, settings: Settings
+) -> None:
+    async def failing() -> None:
+        async with database.write() as conn:
+            await conn.execute(t.flow.insert().values(id=uuid.uuid4(), name="x"))  # no created
+            raise AssertionError("unreachable")
+
+    async def good(name: str) -> None:
+        async with database.write() as conn:
+            await conn.execute(
+                t.flow.insert().values(
+                    id=uuid.uuid4(), name=name, created=now(), updated=now(), tags=[]
+                )
+            )
+
+    results = await asyncio.gather(
+        failing(), good("a"), good("b"), good("c"), return_exceptions=True
+    )
+    assert isinstance(results[0], Exception)
+    assert results[1:] == [None, None, None]
+    other = Database(settings)
+    try:
+        async with other.read() as conn:
+            names = set((await conn.execute(select(t.flow.c.name))).scalars())
+    finally:
+        await other.dispose()
+    assert names == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("writers", [1, 5])
+async def test_every_writer_is_answered_after_its_commit(
+    database: Database, settings: Settings, writers: int
+) -> None:
+    async def write(index: int) -> int:
+        async with database.write() as conn:
+            await conn.execute(
+                t.variable.insert().values(
+                    id=uuid.uuid4(),
+                    name=f"v{index}",
+                    value=index,
+                    tags=[],
+                    created=now(),
+                    updated=now(),
+                )
+            )
+        other = Database(settings)
+        try:
+            async with other.read() as conn:
+                query = select(t.variable.c.value).where(t.variable.c.name == f"v{index}")
+                return int((await conn.execute(query)).scalar_one())
+        finally:
+            await other.dispose()
+
+    assert await asyncio.gather(*(write(i) for i in range(writers))) == list(range(writers))
