@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PREFECT_VENV := .venv-prefect
 PREFECT_STAMP := $(PREFECT_VENV)/.installed
 
-.PHONY: help run test lint check clean
+.PHONY: help run test lint check bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/mypy
 
 check: lint test ## What CI runs: lint, then every test
+
+bench: $(STAMP) ## Benchmark deputy against Prefect 3.9.1 (bench/README.md; BENCH_ARGS=--quick)
+	$(BIN)/python bench/run.py --create-prefect-venv $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv
 	rm -rf $(VENV) $(PREFECT_VENV)
