@@ -1,49 +1,67 @@
-"""Shared fixtures: a real SQLite file database per test and the app served in process.
+"""Shared fixtures: a real database per test (SQLite file, or PostgreSQL with ``--db
+postgres``) and the app served in process.
 
-The schema is migrated once per session into a template file, which each test copies, so
-every test starts from an empty, fully migrated database without paying for migrations.
+The schema is migrated once per session into a template, which each test copies, so every
+test starts from an empty, fully migrated database without paying for migrations.
 """
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from databases import DEFAULT_POSTGRES_URL, DatabaseBackends
 from deputy.app import create_app
-from deputy.db import migrate
 from deputy.db.engine import Database
 from deputy.settings import Settings
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default=os.environ.get("DEPUTY_TEST_DB", "sqlite"),
+        help="database the suite runs on (PostgreSQL at DEPUTY_TEST_POSTGRES_URL)",
+    )
+
+
 @pytest.fixture(scope="session")
-def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "deputy.db"
-
-    async def build() -> None:
-        database = Database(Settings(database_url=f"sqlite:///{path}"))
-        try:
-            await migrate.upgrade(database)
-        finally:
-            await database.dispose()
-
-    asyncio.run(build())
-    return path
+def test_databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseBackends]:
+    databases = DatabaseBackends(
+        backend=request.config.getoption("--db"),
+        workdir=tmp_path_factory.mktemp("template"),
+        postgres_url=os.environ.get("DEPUTY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+    )
+    databases.prepare()
+    yield databases
+    databases.finish()
 
 
 @pytest.fixture
-def settings(tmp_path: Path, template_database: Path) -> Settings:
-    database_file = tmp_path / "deputy.db"
-    shutil.copyfile(template_database, database_file)
+def database_url(tmp_path: Path, test_databases: DatabaseBackends) -> Iterator[str]:
+    url = test_databases.fresh(tmp_path)
+    yield url
+    test_databases.drop(url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
     # Background loops are tested on their own; here they would race the assertions.
-    return Settings(
-        home=tmp_path, database_url=f"sqlite:///{database_file}", services_enabled=False
-    )
+    return Settings(home=tmp_path, database_url=database_url, services_enabled=False)
+
+
+@pytest.fixture
+def sqlite_only(test_databases: DatabaseBackends) -> None:
+    """For tests of SQLite's own mechanics (file copies, BEGIN IMMEDIATE, group commit)."""
+    if test_databases.is_postgres:
+        pytest.skip("SQLite-specific")
 
 
 @pytest.fixture

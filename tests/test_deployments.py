@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from databases import DatabaseBackends
 from deputy.db import tables as t
 from deputy.db.engine import Database
 from factories import create_deployment, create_flow, create_work_pool, unique
@@ -1283,10 +1284,17 @@ async def test_huge_strings_never_500(client: httpx.AsyncClient) -> None:
     assert queue.status_code == 201
 
 
-async def test_unicode_and_control_characters_round_trip(client: httpx.AsyncClient) -> None:
+async def test_unicode_and_control_characters_round_trip(
+    client: httpx.AsyncClient, test_databases: DatabaseBackends
+) -> None:
     flow = await create_flow(client)
     text = "ünï-😀-\u0000-\t"
     created = await post(client, flow_id=flow["id"], name="uni", description=text, tags=[text])
+    if test_databases.is_postgres:
+        # PostgreSQL cannot store NUL characters: a clear 422, not a 500.
+        assert created.status_code == 422
+        assert "NUL" in created.json()["detail"]
+        return
     assert created.status_code == 201
     assert (created.json()["description"], created.json()["tags"]) == (text, [text])
     assert (await read(client, created.json()))["description"] == text

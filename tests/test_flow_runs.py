@@ -609,16 +609,15 @@ async def test_cross_filter_by_work_pools_and_queues(client: httpx.AsyncClient) 
     assert await some(client, made, default_in_pool) == {"future", "pending"}
 
 
-async def test_task_run_conditions_are_refused_until_task_runs_land(
-    client: httpx.AsyncClient,
-) -> None:
-    """Deliberate: deputy stores no task runs yet, so it cannot honour a task-run condition."""
+async def test_cross_filter_by_task_runs(client: httpx.AsyncClient) -> None:
+    """Runs having a task run that matches; ``{}`` means "has any task run", as in Prefect."""
     made = await world(client)
-    response = await client.post("/flow_runs/filter", json={"task_runs": {"name": {"any_": ["t"]}}})
-    assert (response.status_code, response.json()) == (
-        422,
-        {"detail": "Filtering by task runs is not supported by this server yet."},
-    )
+    for key, task_name in (("running", "extract"), ("done", "load")):
+        body = {"flow_run_id": made[key]["id"], "task_key": task_name, "dynamic_key": "0"}
+        created = await client.post("/task_runs/", json={**body, "name": task_name})
+        assert created.status_code == 201, created.text
+    assert await some(client, made, {"task_runs": {}}) == {"running", "done"}
+    assert await some(client, made, {"task_runs": {"name": {"any_": ["load"]}}}) == {"done"}
     assert len(await keys(client, made, {"task_runs": None})) == 5
 
 

@@ -63,23 +63,9 @@ _SCHEDULES = (
     "Schedules come with the schedules issue: until then a deployment takes only "
     "`schedules: []` (anything else is 422) and answers `[]`, so items are open objects."
 )
-_TASK_RUNS = (
-    "Task runs come with the SDK/worker issue: until then `task_runs` is an open object and "
-    "any condition in it is refused with 422."
-)
 _CSRF = (
     "CSRF protection is off, as on a default Prefect server: the endpoint always answers 422 "
     "and never a CsrfToken, so no response model is declared."
-)
-_RELATED_FILTER_ENDPOINTS = (
-    ("POST", "/deployments/count"),
-    ("POST", "/deployments/filter"),
-    ("POST", "/deployments/paginate"),
-    ("POST", "/flow_runs/count"),
-    ("POST", "/flow_runs/filter"),
-    ("POST", "/flows/count"),
-    ("POST", "/flows/filter"),
-    ("POST", "/flows/paginate"),
 )
 _DEPLOYMENT_RESPONSES = {
     ("GET", "/deployments/name/{flow_name}/{deployment_name}"): "response.schedules[]",
@@ -102,10 +88,6 @@ DELIBERATE_DIFFERENCES: dict[tuple[str, str, str], str] = {
     **{
         (method, path, f"{where}: properties"): _SCHEDULES
         for (method, path), where in _DEPLOYMENT_RESPONSES.items()
-    },
-    **{
-        (method, path, "request.task_runs: properties"): _TASK_RUNS
-        for method, path in _RELATED_FILTER_ENDPOINTS
     },
 }
 

@@ -92,7 +92,7 @@ async def test_number_values_read_back_through_every_route(client: httpx.AsyncCl
 
 
 async def test_create_echoes_the_value_as_sent_while_sqlite_reads_1_0_back_as_1(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, sqlite_only: None
 ) -> None:
     created = await create_variable(client, value=1.0)
     assert isinstance(created["value"], float)

@@ -17,8 +17,8 @@ from deputy.api.responses import JSONResponse
 from deputy.api.validation import request_validation_handler
 from deputy.db import migrate
 from deputy.db.engine import Database
-from deputy.errors import DeputyError, ServiceUnavailable, integrity_conflict
-from deputy.services import background
+from deputy.errors import DeputyError, ServiceUnavailable, Unprocessable, integrity_conflict
+from deputy.services import background, events
 from deputy.settings import Settings
 
 logger = logging.getLogger("deputy")
@@ -32,11 +32,13 @@ def create_app(settings: Settings, *, migrate_on_start: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
             await migrate.upgrade(database)
+        events.bus.start(database)
         tasks = background.start(settings, database)
         try:
             yield
         finally:
             await background.stop(tasks)
+            await events.bus.stop()  # writes the events still queued
             await database.dispose()
 
     api = create_api_app(settings, database)
@@ -92,11 +94,22 @@ def _is_transient(exc: DBAPIError) -> bool:
     return False
 
 
+UNSTORABLE_TEXT = "The request contains text PostgreSQL cannot store (a NUL character, \\u0000)."
+
+
+def _is_unstorable_text(exc: DBAPIError) -> bool:
+    """PostgreSQL refuses NUL characters in text and JSONB; that is the client's input."""
+    message = str(exc.orig).lower()
+    return "0x00" in message or "\\u0000" in message
+
+
 async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if _is_transient(exc):
         logger.warning("transient database error, answering 503: %s", exc)
         return await _deputy_error_handler(request, ServiceUnavailable())
+    if _is_unstorable_text(exc):
+        return await _deputy_error_handler(request, Unprocessable(UNSTORABLE_TEXT))
     return await _unexpected_error_handler(request, exc)
 
 

@@ -8,9 +8,12 @@ from deputy.api import (
     admin,
     concurrency_limits,
     deployments,
+    events,
     flow_runs,
     flows,
+    logs,
     set_state,
+    task_runs,
     variables,
     work_pools,
 )
@@ -28,4 +31,8 @@ ROUTERS: list[APIRouter] = [
     flows.router,
     variables.router,
     work_pools.work_queues_router,
+    logs.router,
+    events.router,
+    task_runs.router,
+    task_runs.states_router,
 ]

@@ -12,7 +12,6 @@ from sqlalchemy.sql.expression import ClauseElement, ColumnClause
 from sqlalchemy.types import Boolean
 
 from deputy.db import tables as t
-from deputy.errors import Unprocessable
 from deputy.schemas import filters as f
 
 Clause = ColumnElement[bool]
@@ -386,10 +385,73 @@ def variable_clause(flt: f.VariableFilter) -> Clause:
     return _children(flt, [_ids(c.id, flt.id), _names(c.name, flt.name), tags])
 
 
-def reject_task_run_filter(task_runs: dict[str, Any] | None) -> None:
-    """Task runs are not stored yet: a task-run condition cannot be honoured, so say so."""
-    if task_runs and any(v is not None for k, v in task_runs.items() if k != "operator"):
-        raise Unprocessable("Filtering by task runs is not supported by this server yet.")
+def _task_run_state_clause(flt: f.TaskRunFilterState | None) -> Clause | None:
+    """As Prefect: a ``type``/``name`` child without ``any_`` is dropped (not TRUE)."""
+    if flt is None:
+        return None
+    c = t.task_run.c
+    sub: list[Clause] = []
+    if flt.type is not None and flt.type.any_ is not None:
+        sub.append(c.state_type.in_([s.value for s in flt.type.any_]))
+    if flt.name is not None and flt.name.any_ is not None:
+        sub.append(c.state_name.in_(flt.name.any_))
+    return _combine(flt.operator, sub)
+
+
+def _task_run_flow_run_id(flt: f.TaskRunFilterFlowRunId | None) -> Clause | None:
+    """Prefect's rules: ``is_null_`` true wins; false (the default) with no ``any_`` means
+    "has a flow run"; otherwise ``any_``."""
+    if flt is None:
+        return None
+    column = t.task_run.c.flow_run_id
+    sub: list[Clause] = []
+    if flt.is_null_ is True:
+        sub.append(column.is_(None))
+    elif flt.is_null_ is False and flt.any_ is None:
+        sub.append(column.is_not(None))
+    elif flt.any_ is not None:
+        sub.append(column.in_(flt.any_))
+    return _combine(flt.operator, sub)
+
+
+def _subflow_runs(flt: f.TaskRunFilterSubFlowRuns | None) -> Clause | None:
+    if flt is None:
+        return None
+    if flt.exists_ is None:
+        return true()
+    is_parent = exists().where(t.flow_run.c.parent_task_run_id == t.task_run.c.id)
+    return is_parent if flt.exists_ else ~is_parent
+
+
+def task_run_clause(flt: f.TaskRunFilter) -> Clause:
+    c = t.task_run.c
+    tags = None
+    if flt.tags is not None:
+        sub: list[Clause] = []
+        if flt.tags.all_:
+            sub.append(array_has_all(c.tags, flt.tags.all_))
+        if flt.tags.is_null_ is not None:
+            sub.append(_is_empty_array(c.tags, flt.tags.is_null_))
+        tags = _combine(flt.tags.operator, sub)
+    return _children(
+        flt,
+        [
+            _ids(c.id, flt.id),
+            _names(c.name, flt.name),
+            tags,
+            _task_run_state_clause(flt.state),
+            _window(c.start_time, flt.start_time),
+            _window(c.end_time, flt.end_time),
+            _window(c.expected_start_time, flt.expected_start_time),
+            _subflow_runs(flt.subflow_runs),
+            _task_run_flow_run_id(flt.flow_run_id),
+        ],
+    )
+
+
+def _has_matching_task_run(flt: f.TaskRunFilter) -> Clause:
+    """A flow run with at least one task run matching ``flt`` (``{}``: any task run)."""
+    return exists().where(t.task_run.c.flow_run_id == t.flow_run.c.id, task_run_clause(flt))
 
 
 # --- combining related filters ------------------------------------------------------------
@@ -397,11 +459,12 @@ def reject_task_run_filter(task_runs: dict[str, Any] | None) -> None:
 
 def flow_run_where(filters: f.RelatedFilters) -> list[Clause]:
     """Conditions on flow_run rows from every related filter the request carried."""
-    reject_task_run_filter(filters.task_runs)
     run = t.flow_run.c
     where: list[Clause] = []
     if filters.flow_runs is not None:
         where.append(flow_run_clause(filters.flow_runs))
+    if filters.task_runs is not None:
+        where.append(_has_matching_task_run(filters.task_runs))
     if filters.flows is not None:
         where.append(run.flow_id.in_(select(t.flow.c.id).where(flow_clause(filters.flows))))
     if filters.deployments is not None:
@@ -427,13 +490,22 @@ def flow_run_where(filters: f.RelatedFilters) -> list[Clause]:
 
 
 def flow_where(filters: f.FlowRelatedFilters) -> list[Clause]:
-    """Conditions on flow rows: the flow's own filter, or having matching runs/deployments."""
-    reject_task_run_filter(filters.task_runs)
+    """Conditions on flow rows: the flow's own filter, or having matching runs/deployments.
+
+    ``flow_runs`` and ``task_runs`` apply together, as in Prefect: one of the flow's runs
+    matches ``flow_runs`` and has a task run matching ``task_runs``.
+    """
     where: list[Clause] = []
     if filters.flows is not None:
         where.append(flow_clause(filters.flows))
-    run_filters = f.RelatedFilters(flow_runs=filters.flow_runs, work_pools=filters.work_pools)
-    if filters.flow_runs is not None or filters.work_pools is not None:
+    run_filters = f.RelatedFilters(
+        flow_runs=filters.flow_runs, task_runs=filters.task_runs, work_pools=filters.work_pools
+    )
+    if (
+        filters.flow_runs is not None
+        or filters.task_runs is not None
+        or filters.work_pools is not None
+    ):
         runs = select(t.flow_run.c.flow_id).where(*flow_run_where(run_filters))
         where.append(t.flow.c.id.in_(runs))
     if filters.deployments is not None:
@@ -443,16 +515,21 @@ def flow_where(filters: f.FlowRelatedFilters) -> list[Clause]:
 
 
 def deployment_where(filters: f.RelatedFilters) -> list[Clause]:
-    """Conditions on deployment rows from the related filters."""
-    reject_task_run_filter(filters.task_runs)
+    """Conditions on deployment rows from the related filters (``flow_runs`` and
+    ``task_runs`` together: a run of the deployment matching both, as in Prefect)."""
     d = t.deployment.c
     where: list[Clause] = []
     if filters.deployments is not None:
         where.append(deployment_clause(filters.deployments))
     if filters.flows is not None:
         where.append(d.flow_id.in_(select(t.flow.c.id).where(flow_clause(filters.flows))))
-    if filters.flow_runs is not None:
-        runs = select(t.flow_run.c.deployment_id).where(flow_run_clause(filters.flow_runs))
+    if filters.flow_runs is not None or filters.task_runs is not None:
+        run_where: list[Clause] = []
+        if filters.flow_runs is not None:
+            run_where.append(flow_run_clause(filters.flow_runs))
+        if filters.task_runs is not None:
+            run_where.append(_has_matching_task_run(filters.task_runs))
+        runs = select(t.flow_run.c.deployment_id).where(*run_where)
         where.append(d.id.in_(runs))
     if filters.work_pool_queues is not None:
         where.append(
@@ -470,6 +547,39 @@ def deployment_where(filters: f.RelatedFilters) -> list[Clause]:
     return where
 
 
+def _only_flow_run_ids(flt: f.FlowRunFilter) -> list[Any] | None:
+    """The ids when a flow-run filter says nothing but ``id.any_`` (Prefect's fast path)."""
+    if flt.id is None or not flt.id.any_ or flt.id.not_any_:
+        return None
+    others = flt.model_dump(exclude={"id", "operator"}, exclude_none=True)
+    return None if others else list(flt.id.any_)
+
+
+def task_run_where(filters: f.TaskRunRelatedFilters) -> list[Clause]:
+    """Conditions on task_run rows: its own filter, and (for any other filter given, even
+    ``{}``) a flow run matching them all, which leaves out task runs without a flow run."""
+    run = t.task_run.c
+    where: list[Clause] = []
+    if filters.task_runs is not None:
+        where.append(task_run_clause(filters.task_runs))
+    if filters.flow_runs is not None and filters.flows is None and filters.deployments is None:
+        ids = _only_flow_run_ids(filters.flow_runs)
+        if ids is not None:
+            where.append(run.flow_run_id.in_(ids))
+            return where
+    if (
+        filters.flows is not None
+        or filters.flow_runs is not None
+        or filters.deployments is not None
+    ):
+        related = f.RelatedFilters(
+            flows=filters.flows, flow_runs=filters.flow_runs, deployments=filters.deployments
+        )
+        runs = select(t.flow_run.c.id).where(*flow_run_where(related))
+        where.append(run.flow_run_id.in_(runs))
+    return where
+
+
 __all__ = [
     "ClauseElement",
     "array_has_all",
@@ -478,6 +588,8 @@ __all__ = [
     "false",
     "flow_run_where",
     "flow_where",
+    "task_run_clause",
+    "task_run_where",
     "variable_clause",
     "work_pool_clause",
     "work_queue_clause",

@@ -280,6 +280,39 @@ flow_run_state = Table(
     UniqueConstraint("flow_run_id", "timestamp"),
 )
 
+task_run_state = Table(
+    "task_run_state",
+    metadata,
+    Column("id", Uuid, primary_key=True, default=uuid.uuid4),
+    Column("created", Timestamp, nullable=False),
+    Column("updated", Timestamp, nullable=False),
+    Column(
+        "task_run_id",
+        Uuid,
+        ForeignKey("task_run.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("type", String, nullable=False, index=True),
+    Column("timestamp", Timestamp, nullable=False),
+    Column("name", String, nullable=False, index=True),
+    Column("message", Text),
+    Column("state_details", json_type(), nullable=False, server_default="{}"),
+    Column("data", json_type(nullable=True)),
+    UniqueConstraint("task_run_id", "timestamp"),
+)
+
+#: COMPLETED task-run states by cache key, for set_state's cache rules (Prefect's
+#: ``task_run_state_cache``). No foreign key, as in Prefect: an entry outlives its run.
+task_run_state_cache = Table(
+    "task_run_state_cache",
+    metadata,
+    *_base_columns(),
+    Column("cache_key", String, nullable=False),
+    Column("cache_expiration", Timestamp),
+    Column("task_run_state_id", Uuid, nullable=False),
+    Index(None, "cache_key", "created"),
+)
+
 worker = Table(
     "worker",
     metadata,

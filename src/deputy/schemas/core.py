@@ -66,6 +66,11 @@ class StateDetails(BaseModel):
 EMPTY_STATE_DETAILS: dict[str, Any] = StateDetails().model_dump(mode="json")
 
 
+def canonical_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """State details in Prefect's field order (PostgreSQL's JSONB does not keep key order)."""
+    return {**EMPTY_STATE_DETAILS, **details} if details else dict(EMPTY_STATE_DETAILS)
+
+
 class StateCreate(BaseModel):
     """A proposed state; unknown keys are refused as Prefect does."""
 
@@ -128,9 +133,18 @@ class Pagination(BaseModel):
     limit: int | None = None
 
 
+def canonical_policy(policy: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored flow-run policy in Prefect's field order."""
+    return {**DEFAULT_POLICY, **policy} if policy else dict(DEFAULT_POLICY)
+
+
 def dump_policy(policy: FlowRunPolicy) -> dict[str, Any]:
     """The policy as stored and answered: ``pause_keys`` as a list."""
     data = policy.model_dump(mode="json")
     if data.get("pause_keys") is not None:
         data["pause_keys"] = sorted(data["pause_keys"])
     return data
+
+
+#: The policy of a run created without one, as Prefect answers it.
+DEFAULT_POLICY: dict[str, Any] = dump_policy(FlowRunPolicy())

@@ -238,9 +238,51 @@ class FlowRunSort(enum.StrEnum):
     END_TIME_DESC = "END_TIME_DESC"
 
 
-#: Task-run filters arrive with flow-run queries; task runs land with a later issue, until
-#: then the object is accepted and must be empty of conditions (see ``db.filter_sql``).
-TaskRunFilterPlaceholder = dict[str, Any]
+# --- task runs ---------------------------------------------------------------------------
+
+
+class TaskRunFilterFlowRunId(_Combined):
+    """``is_null_`` defaults to False, as in Prefect: ``{}`` means "has a flow run"."""
+
+    any_: list[uuid.UUID] | None = None
+    is_null_: bool | None = False
+
+
+class TaskRunFilterStateType(_Strict):
+    any_: list[StateType] | None = None
+
+
+class TaskRunFilterState(_Combined):
+    type: TaskRunFilterStateType | None = None
+    name: NameAny | None = None
+
+
+class TaskRunFilterSubFlowRuns(_Strict):
+    exists_: bool | None = None
+
+
+class TaskRunFilter(_Combined):
+    id: IdOnlyAny | None = None
+    name: NameAnyLike | None = None
+    tags: TagsAllNull | None = None
+    state: TaskRunFilterState | None = None
+    start_time: TimeWindowNullable | None = None
+    end_time: TimeWindowNullable | None = None
+    expected_start_time: TimeWindow | None = None
+    subflow_runs: TaskRunFilterSubFlowRuns | None = None
+    flow_run_id: TaskRunFilterFlowRunId | None = None
+
+
+class TaskRunSort(enum.StrEnum):
+    ID_DESC = "ID_DESC"
+    EXPECTED_START_TIME_ASC = "EXPECTED_START_TIME_ASC"
+    EXPECTED_START_TIME_DESC = "EXPECTED_START_TIME_DESC"
+    NAME_ASC = "NAME_ASC"
+    NAME_DESC = "NAME_DESC"
+    NEXT_SCHEDULED_START_TIME_ASC = "NEXT_SCHEDULED_START_TIME_ASC"
+    END_TIME_DESC = "END_TIME_DESC"
+    DURATION_DESC = "DURATION_DESC"
+    DURATION_ASC = "DURATION_ASC"
 
 
 class FilterBody(BaseModel):
@@ -263,7 +305,7 @@ class FlowRelatedFilters(FilterBody):
 
     flows: FlowFilter | None = None
     flow_runs: FlowRunFilter | None = None
-    task_runs: TaskRunFilterPlaceholder | None = None
+    task_runs: TaskRunFilter | None = None
     deployments: DeploymentFilter | None = None
     work_pools: WorkPoolFilter | None = None
 
@@ -272,6 +314,15 @@ class RelatedFilters(FlowRelatedFilters):
     """The cross-object filters the run and deployment endpoints accept."""
 
     work_pool_queues: WorkQueueFilter | None = None
+
+
+class TaskRunRelatedFilters(FilterBody):
+    """The cross-object filters the task-run endpoints accept."""
+
+    flows: FlowFilter | None = None
+    flow_runs: FlowRunFilter | None = None
+    task_runs: TaskRunFilter | None = None
+    deployments: DeploymentFilter | None = None
 
 
 LimitField = Field(default=None, description="Defaults to the server's page size (200).")

@@ -16,6 +16,8 @@ from deputy.schemas.core import (
     State,
     StateCreate,
     StateType,
+    canonical_details,
+    canonical_policy,
 )
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
 
@@ -131,7 +133,7 @@ def state_to_wire(state: Any) -> dict[str, Any]:
         "timestamp": get("timestamp"),
         "message": get("message"),
         "data": get("data"),
-        "state_details": get("state_details"),
+        "state_details": canonical_details(get("state_details")),
     }
 
 
@@ -183,7 +185,7 @@ def flow_run_to_wire(
         "parameters": run["parameters"],
         "idempotency_key": run["idempotency_key"],
         "context": run["context"],
-        "empirical_policy": run["empirical_policy"],
+        "empirical_policy": canonical_policy(run["empirical_policy"]),
         "tags": run["tags"],
         "labels": run["labels"] or {},
         "parent_task_run_id": run["parent_task_run_id"],

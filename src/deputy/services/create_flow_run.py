@@ -23,15 +23,15 @@ from deputy.db import tables as t
 from deputy.errors import BadRequest, NotFound, integrity_conflict
 from deputy.orchestration.bookkeeping import run_updates_for_state
 from deputy.schemas.core import (
+    DEFAULT_POLICY,
     EMPTY_STATE_DETAILS,
-    FlowRunPolicy,
     StateCreate,
     StateType,
     dump_policy,
 )
 from deputy.schemas.deployments import DeploymentFlowRunCreate
 from deputy.schemas.flow_runs import FlowRunCreate, flow_run_to_wire
-from deputy.services import work_pools
+from deputy.services import events, work_pools
 from deputy.services.common import now, uuid7
 from deputy.services.flow_runs import read_flow_run_by_idempotency_key
 from deputy.services.job_variables import validate_job_variables_for_run
@@ -43,7 +43,6 @@ DEPLOYMENT_NOT_FOUND = "Deployment not found"
 #: Words a generated run name must not contain, so a random name never offends.
 _NAME_DENY_LIST = frozenset({"sexy", "demonic", "fat", "unkempt", "nippy", "nasty"})
 
-_DEFAULT_POLICY = dump_policy(FlowRunPolicy())
 
 _d = t.deployment.c
 _DEPLOYMENT_COLUMNS = (
@@ -63,6 +62,11 @@ _DEPLOYMENT_COLUMNS = (
     t.work_queue.c.work_pool_id,
     t.work_pool.c.name.label("pool_name"),
     t.work_pool.c.base_job_template,
+    # for the first state's event
+    _d.name.label("deployment_name"),
+    t.flow.c.name.label("flow_name"),
+    t.flow.c.tags.label("flow_tags"),
+    t.work_pool.c.type.label("pool_type"),
 )
 
 
@@ -89,6 +93,7 @@ _READ_DEPLOYMENT = (
     .select_from(t.deployment)
     .outerjoin(t.work_queue, t.work_queue.c.id == _d.work_queue_id)
     .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+    .outerjoin(t.flow, t.flow.c.id == _d.flow_id)
     .where(_d.id == bindparam("deployment_id"))
 )
 _INSERT_RUN = t.flow_run.insert()
@@ -165,7 +170,7 @@ async def create_flow_run_for(
         empirical_policy=(
             dump_policy(body.empirical_policy)
             if "empirical_policy" in body.model_fields_set
-            else _DEFAULT_POLICY
+            else DEFAULT_POLICY
         ),
         tags=_union(deployment.tags, body.tags),
         labels={
@@ -182,8 +187,21 @@ async def create_flow_run_for(
         parent_task_run_id=body.parent_task_run_id,
     )
     state = initial_state(body.state, StateType.SCHEDULED, run["id"], timestamp)
+    names = {
+        "flow_name": deployment.flow_name,
+        "flow_tags": deployment.flow_tags,
+        "deployment_name": deployment.deployment_name,
+        "deployment_tags": deployment.tags,
+        "pool_type": deployment.pool_type,  # a named queue is always in the deployment's pool
+    }
     return await insert_run(
-        conn, run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name
+        conn,
+        run,
+        state,
+        queue_name=queue_name,
+        pool_id=pool_id,
+        pool_name=pool_name,
+        event_names=names,
     )
 
 
@@ -229,11 +247,13 @@ async def insert_run(
     queue_name: str | None,
     pool_id: Any,
     pool_name: str | None,
+    event_names: dict[str, Any] | None = None,
 ) -> CreatedRun:
     """Insert the run with its first state (bookkeeping applied, no orchestration).
 
     With an idempotency key the insert is ``ON CONFLICT DO NOTHING``; a replay returns the
-    existing run unchanged and writes no state.
+    existing run unchanged and writes no state. ``event_names`` are the names and tags the
+    state's event names its flow, deployment and pool by (``events.flow_run_created``).
     """
     run.update(run_updates_for_state(run, None, None, state))
     key = run["idempotency_key"]
@@ -245,6 +265,9 @@ async def insert_run(
             existing = await read_flow_run_by_idempotency_key(conn, run["flow_id"], key)
             return CreatedRun(existing, created=False)
     await conn.execute(_INSERT_STATE, state)
+    events.flow_run_created(
+        run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, names=event_names
+    )
     body = flow_run_to_wire(
         run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, now=run["created"]
     )
@@ -326,10 +349,14 @@ async def create_flow_run(
     Unlike create_flow_run from a deployment, a named queue must exist (404), no parameter
     schema applies, and the flow's labels are inherited directly.
     """
-    flow = (await conn.execute(select(t.flow.c.labels).where(t.flow.c.id == body.flow_id))).first()
+    flow = (
+        await conn.execute(
+            select(t.flow.c.labels, t.flow.c.name, t.flow.c.tags).where(t.flow.c.id == body.flow_id)
+        )
+    ).first()
     if flow is None:
         raise integrity_conflict()  # Prefect answers an unknown flow_id with the FK conflict
-    queue_id = queue_name = pool_id = pool_name = None
+    queue_id = queue_name = pool_id = pool_name = pool_type = None
     if body.work_pool_name:
         pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
         queue = (
@@ -346,6 +373,7 @@ async def create_flow_run(
                 f"Work pool queue '{body.work_pool_name}/{body.work_queue_name}' not found."
             )
         queue_id, queue_name, pool_id, pool_name = queue.id, queue.name, pool.id, pool.name
+        pool_type = pool.type
     labels = {**(flow.labels or {}), "prefect.flow.id": str(body.flow_id)}
     if body.deployment_id is not None:
         labels["prefect.deployment.id"] = str(body.deployment_id)
@@ -370,6 +398,13 @@ async def create_flow_run(
         parent_task_run_id=body.parent_task_run_id,
     )
     state = initial_state(body.state, StateType.PENDING, run["id"], timestamp)
+    names = {"flow_name": flow.name, "flow_tags": flow.tags, "pool_type": pool_type}
     return await insert_run(
-        conn, run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name
+        conn,
+        run,
+        state,
+        queue_name=queue_name,
+        pool_id=pool_id,
+        pool_name=pool_name,
+        event_names=names,
     )

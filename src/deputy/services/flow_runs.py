@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from deputy.db import tables as t
 from deputy.db.filter_sql import flow_run_where
 from deputy.errors import BadRequest, NotFound, ObjectNotFound
-from deputy.schemas.core import StateType, dump_policy
+from deputy.schemas.core import StateType, canonical_details, dump_policy
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
 from deputy.schemas.flow_runs import flow_run_to_wire
 from deputy.services.common import now
@@ -126,7 +126,7 @@ def _state_to_wire(row: Any) -> dict[str, Any]:
         "timestamp": row.timestamp,
         "message": row.message,
         "data": row.data,
-        "state_details": row.state_details,
+        "state_details": canonical_details(row.state_details),
     }
 
 

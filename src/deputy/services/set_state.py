@@ -36,7 +36,8 @@ from deputy.orchestration.policy import (
     default_name,
     needs_slots,
 )
-from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType
+from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType, canonical_details
+from deputy.services import events
 from deputy.services.common import now, uuid7
 
 _run = t.flow_run.c
@@ -56,6 +57,22 @@ _RUN_COLUMNS = (
     _run.total_run_time,
     _run.expected_start_time,
     _run.next_scheduled_start_time,
+    # for the state-change event: names and tags of the run and what it belongs to
+    _run.name,
+    _run.flow_id,
+    _run.tags,
+    _run.work_queue_id,
+    _run.created_by,
+    t.flow.c.name.label("flow__name"),
+    t.flow.c.tags.label("flow__tags"),
+    t.deployment.c.name.label("deployment__name"),
+    t.deployment.c.tags.label("deployment__tags"),
+    t.work_queue.c.name.label("queue__name"),
+    t.work_queue.c.work_pool_id.label("pool__id"),
+    t.work_pool.c.name.label("pool__name"),
+    t.work_pool.c.type.label("pool__type"),
+    t.task_run.c.name.label("parent__name"),
+    t.task_run.c.tags.label("parent__tags"),
     _state.id.label("state__id"),
     _state.type.label("state__type"),
     _state.name.label("state__name"),
@@ -71,21 +88,31 @@ _READ_RUN = (
     .select_from(t.flow_run)
     .outerjoin(t.flow_run_state, _state.id == _run.state_id)
     .outerjoin(t.deployment, t.deployment.c.id == _run.deployment_id)
+    .outerjoin(t.flow, t.flow.c.id == _run.flow_id)
+    .outerjoin(t.work_queue, t.work_queue.c.id == _run.work_queue_id)
+    .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+    .outerjoin(t.task_run, t.task_run.c.id == _run.parent_task_run_id)
     .where(_run.id == bindparam("run_id"))
 )
 _INSERT_STATE = t.flow_run_state.insert()
 
 
-def _read_run_statement(dialect: str) -> Any:
-    if dialect == "postgresql":
-        return _READ_RUN.with_for_update(of=t.flow_run)
-    return _READ_RUN
+_LOCK_RUN = select(_run.id).where(_run.id == bindparam("run_id")).with_for_update()
 
 
 async def read_run_for_update(conn: AsyncConnection, flow_run_id: uuid.UUID) -> Any:
-    """The run with its current state and deployment limit, locked for this transaction."""
-    statement = _read_run_statement(conn.dialect.name)
-    return (await conn.execute(statement, {"run_id": flow_run_id})).first()
+    """The run with its current state and deployment limit, locked for this transaction.
+
+    On PostgreSQL the row is locked by a statement of its own first: a ``FOR UPDATE`` that
+    had to wait re-reads the locked row but joins the other tables from its old snapshot,
+    so it would miss the state the previous holder just wrote. The read that follows is a
+    new statement, with a snapshot that includes it. (SQLite's write transaction already
+    excludes every other writer.)
+    """
+    parameters = {"run_id": flow_run_id}
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_LOCK_RUN, parameters)
+    return (await conn.execute(_READ_RUN, parameters)).first()
 
 
 class StateResult:
@@ -192,7 +219,7 @@ def _current_body(row: Any) -> dict[str, Any] | None:
         "timestamp": row.state__timestamp,
         "message": row.state__message,
         "data": row.state__data,
-        "state_details": row.state__state_details,
+        "state_details": canonical_details(row.state__state_details),
     }
 
 
@@ -216,19 +243,21 @@ async def _load_slots(
             lease_alive.scalar_subquery().label("lease_alive"),
         )
         .select_from(t.deployment)
-        .outerjoin(t.concurrency_limit_v2, _limit.id == t.deployment.c.concurrency_limit_id)
+        .join(t.concurrency_limit_v2, _limit.id == t.deployment.c.concurrency_limit_id)
         .where(t.deployment.c.id == deployment_id)
     )
     if conn.dialect.name == "postgresql":
+        # The limit row is the one every claimant of this deployment's slots waits on; the
+        # values read from it after the wait are the committed ones.
         query = query.with_for_update(of=t.concurrency_limit_v2)
     row = (await conn.execute(query)).first()
-    if row is None:
-        return DeploymentSlots(deployment_exists=False)
+    if row is None:  # the limit was removed since the run was read: nothing to enforce
+        return DeploymentSlots(deployment_exists=True)
     options = row.concurrency_options or {}
     return DeploymentSlots(
         deployment_exists=True,
         limit_id=row.id,
-        limit=row.limit if row.id is not None else None,
+        limit=row.limit,
         active_slots=row.active_slots or 0,
         collision_strategy=options.get("collision_strategy") or "ENQUEUE",
         grace_period_seconds=options.get("grace_period_seconds") or DEFAULT_LEASE_SECONDS,
@@ -297,6 +326,7 @@ async def _write(
     changes["updated"] = draft.timestamp
     await conn.execute(_INSERT_STATE, state)
     await conn.execute(update(t.flow_run).where(_run.id == row.id).values(**changes))
+    events.flow_run_state_written(row, state, changes.get("run_count", row.run_count))
     return state
 
 
