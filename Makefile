@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PREFECT_VENV := .venv-prefect
 PREFECT_STAMP := $(PREFECT_VENV)/.installed
 
-.PHONY: help run test lint check bench clean
+.PHONY: help run test test-sqlite lint check bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,11 @@ $(PREFECT_STAMP): tests/e2e/prefect-constraints.txt
 run: $(STAMP) ## Start the server on SQLite at http://127.0.0.1:4200/api
 	$(BIN)/deputy server start
 
-test: $(STAMP) $(PREFECT_STAMP) ## Run the whole test suite (end-to-end journeys included)
+test: $(STAMP) $(PREFECT_STAMP) ## Run every test on SQLite, then on a throwaway PostgreSQL
+	$(BIN)/python -m pytest
+	.ci/postgres.sh run $(BIN)/python -m pytest --db postgres
+
+test-sqlite: $(STAMP) $(PREFECT_STAMP) ## Run every test on SQLite only
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and mypy

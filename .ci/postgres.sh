@@ -2,6 +2,8 @@
 # A throwaway PostgreSQL cluster on 127.0.0.1 for the test suite.
 #   .ci/postgres.sh start DIR PORT   installs PostgreSQL if missing, starts a cluster in DIR
 #   .ci/postgres.sh stop DIR         stops it
+#   .ci/postgres.sh run CMD...       runs CMD with DEPUTY_TEST_POSTGRES_URL set to a fresh
+#                                    cluster on a free port, then stops and deletes it
 set -euo pipefail
 
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
@@ -31,8 +33,16 @@ stop)
   bin=$(find_bin)
   as_postgres "$bin/pg_ctl" -D "$2/data" -m fast -w stop >/dev/null || true
   ;;
+run)
+  shift
+  dir=$(mktemp -d)
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  trap '"$0" stop "$dir"; rm -rf "$dir"' EXIT
+  "$0" start "$dir" "$port"
+  DEPUTY_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/postgres" "$@"
+  ;;
 *)
-  echo "usage: $0 start DIR PORT | stop DIR" >&2
+  echo "usage: $0 start DIR PORT | stop DIR | run CMD..." >&2
   exit 2
   ;;
 esac

@@ -33,12 +33,19 @@ class RunningServer:
 
 
 @contextmanager
-def deputy_server(home: Path, *, timeout: float = 20.0) -> Iterator[RunningServer]:
-    """A real server process on SQLite under ``home``; stopped (by its PID) afterwards."""
+def deputy_server(
+    home: Path, database_url: str | None = None, *, timeout: float = 20.0, **settings: str
+) -> Iterator[RunningServer]:
+    """A real server process with its files under ``home`` and its database at
+    ``database_url`` (default: SQLite in ``home``); stopped (by its PID) afterwards.
+    ``settings`` are extra ``DEPUTY_*`` variables, e.g. ``LATE_RUNS_INTERVAL_SECONDS="1"``."""
     port = free_port()
     log = home / f"server-{port}.log"
     env = {**os.environ, "DEPUTY_HOME": str(home)}
     env.pop("DEPUTY_DATABASE_URL", None)
+    if database_url is not None:
+        env["DEPUTY_DATABASE_URL"] = database_url
+    env.update({f"DEPUTY_{name.upper()}": value for name, value in settings.items()})
     deputy = Path(sys.executable).with_name("deputy")
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from servers import deputy_server
 
@@ -42,26 +43,32 @@ async def _post_many(
             await client.aclose()
 
 
-def test_server_starts_on_sqlite_and_prints_address_and_database(tmp_path: Path) -> None:
-    with deputy_server(tmp_path) as server:
+def test_server_starts_and_prints_address_and_database(tmp_path: Path, database_url: str) -> None:
+    with deputy_server(tmp_path, database_url) as server:
         assert httpx.get(f"{server.url}/version").json() == "0.8.4"
         banner = server.output()
     assert server.url in banner
-    assert str(tmp_path / "deputy.db") in banner
+    assert make_url(database_url).render_as_string(hide_password=True) in banner
     assert "ready in" in banner
-    assert (tmp_path / "deputy.db").exists()
 
 
-def test_server_restart_keeps_data_and_skips_applied_migrations(tmp_path: Path) -> None:
-    with deputy_server(tmp_path) as server:
+def test_server_restart_keeps_data_and_skips_applied_migrations(
+    tmp_path: Path, database_url: str
+) -> None:
+    with deputy_server(tmp_path, database_url) as server:
         deployment_id = _setup(server.url)
-    with deputy_server(tmp_path) as server:
+    with deputy_server(tmp_path, database_url) as server:
         response = httpx.get(f"{server.url}/deployments/{deployment_id}")
     assert response.status_code == 200
 
 
-def test_concurrent_creates_on_two_processes_sharing_sqlite_all_succeed(tmp_path: Path) -> None:
-    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+def test_concurrent_creates_on_two_processes_sharing_a_database_all_succeed(
+    tmp_path: Path, database_url: str
+) -> None:
+    with (
+        deputy_server(tmp_path, database_url) as first,
+        deputy_server(tmp_path, database_url) as second,
+    ):
         deployment_id = _setup(first.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         bodies = [{"parameters": {"i": i}} for i in range(300)]
@@ -74,8 +81,13 @@ def test_concurrent_creates_on_two_processes_sharing_sqlite_all_succeed(tmp_path
     assert created == list(range(300))
 
 
-def test_idempotency_race_across_processes_creates_exactly_one_run(tmp_path: Path) -> None:
-    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+def test_idempotency_race_across_processes_creates_exactly_one_run(
+    tmp_path: Path, database_url: str
+) -> None:
+    with (
+        deputy_server(tmp_path, database_url) as first,
+        deputy_server(tmp_path, database_url) as second,
+    ):
         deployment_id = _setup(first.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         bodies = [{"idempotency_key": "once", "tags": [str(i)]} for i in range(50)]
@@ -87,8 +99,13 @@ def test_idempotency_race_across_processes_creates_exactly_one_run(tmp_path: Pat
     assert count == 1
 
 
-def test_pending_race_across_processes_has_exactly_one_winner(tmp_path: Path) -> None:
-    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+def test_pending_race_across_processes_has_exactly_one_winner(
+    tmp_path: Path, database_url: str
+) -> None:
+    with (
+        deputy_server(tmp_path, database_url) as first,
+        deputy_server(tmp_path, database_url) as second,
+    ):
         deployment_id = _setup(first.url)
         run = httpx.post(f"{first.url}/deployments/{deployment_id}/create_flow_run", json={}).json()
         path = f"/flow_runs/{run['id']}/set_state"
@@ -116,9 +133,12 @@ async def _worker_loop(url: str, pool: str, rounds: int) -> Counter[int]:
     return statuses
 
 
-def test_mixed_load_on_two_processes_never_fails(tmp_path: Path) -> None:
+def test_mixed_load_on_two_processes_never_fails(tmp_path: Path, database_url: str) -> None:
     """Creates, polls and transitions at once on one SQLite file: no 5xx, no lost run."""
-    with deputy_server(tmp_path) as first, deputy_server(tmp_path) as second:
+    with (
+        deputy_server(tmp_path, database_url) as first,
+        deputy_server(tmp_path, database_url) as second,
+    ):
         deployment_id = _setup(first.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         urls = [first.url, second.url]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from databases import DatabaseBackends
 from servers import RunningServer, deputy_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,11 +191,18 @@ def sleepy(seconds: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectEnv]:
+def prefect(
+    tmp_path_factory: pytest.TempPathFactory, test_databases: DatabaseBackends
+) -> Iterator[PrefectEnv]:
+    """Prefect's environment against one deputy server on the suite's database backend."""
     require_prefect()
     home = tmp_path_factory.mktemp("prefect-home")
     flows = tmp_path_factory.mktemp("flows")
     (flows / "flows.py").write_text(FLOWS)
-    with deputy_server(tmp_path_factory.mktemp("deputy")) as server:
-        yield PrefectEnv(server=server, home=home, flows=flows)
-    sys.stdout.flush()
+    deputy_home = tmp_path_factory.mktemp("deputy")
+    database_url = test_databases.fresh(deputy_home)
+    try:
+        with deputy_server(deputy_home, database_url) as server:
+            yield PrefectEnv(server=server, home=home, flows=flows)
+    finally:
+        test_databases.drop(database_url)
