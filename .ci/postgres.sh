@@ -39,7 +39,8 @@ run)
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   trap '"$0" stop "$dir"; rm -rf "$dir"' EXIT
   "$0" start "$dir" "$port"
-  DEPUTY_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/postgres" "$@"
+  DEPUTY_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/postgres" \
+    DEPUTY_TEST_POSTGRES_DIR="$dir" "$@"
   ;;
 *)
   echo "usage: $0 start DIR PORT | stop DIR | run CMD..." >&2

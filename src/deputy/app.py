@@ -71,6 +71,10 @@ def _add_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(DeputyError, _deputy_error_handler)
     api.add_exception_handler(IntegrityError, _integrity_error_handler)
     api.add_exception_handler(DBAPIError, _database_error_handler)
+    # Connection failures come straight from the driver (not wrapped by SQLAlchemy); handled
+    # here, not by the catch-all, so the client's keep-alive connection stays usable.
+    for error_class in _driver_connection_errors():
+        api.add_exception_handler(error_class, _unexpected_error_handler)
     api.add_exception_handler(Exception, _unexpected_error_handler)
 
 
@@ -86,7 +90,7 @@ async def _integrity_error_handler(_request: Request, exc: Exception) -> JSONRes
 
 def _is_transient(exc: DBAPIError) -> bool:
     """Lock timeouts and lost connections are worth a client retry; bad SQL is not."""
-    if exc.connection_invalidated:
+    if exc.connection_invalidated or _is_database_unreachable(exc.orig):
         return True
     if isinstance(exc, OperationalError):
         message = str(exc.orig).lower()
@@ -113,6 +117,56 @@ async def _database_error_handler(request: Request, exc: Exception) -> JSONRespo
     return await _unexpected_error_handler(request, exc)
 
 
-async def _unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+def _is_database_unreachable(exc: BaseException | None) -> bool:
+    """The database server cannot be reached right now (restarting, failing over, network).
+
+    Connecting raises the driver's own errors, not SQLAlchemy's: OS-level connection errors,
+    or asyncpg's "cannot connect now" / connection-lost errors.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionError | TimeoutError):
+            return True
+        name = type(seen).__name__
+        if type(seen).__module__.startswith("asyncpg") and name in _ASYNCPG_UNREACHABLE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _driver_connection_errors() -> list[type[Exception]]:
+    classes: list[type[Exception]] = [OSError]
+    try:
+        import asyncpg
+    except ImportError:  # the postgres extra is not installed: SQLite only
+        return classes
+    exceptions = asyncpg.exceptions
+    return [
+        *classes,
+        exceptions.PostgresConnectionError,
+        exceptions.OperatorInterventionError,
+        exceptions.InterfaceError,
+    ]
+
+
+_ASYNCPG_UNREACHABLE = frozenset(
+    {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "TooManyConnectionsError",
+        "InterfaceError",
+    }
+)
+
+
+async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if _is_database_unreachable(exc):
+        logger.warning("database unreachable, answering 503: %r", exc)
+        return await _deputy_error_handler(request, ServiceUnavailable())
     logger.exception("unexpected error", exc_info=exc)
     return JSONResponse({"exception_message": "Internal Server Error"}, status_code=500)

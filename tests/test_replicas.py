@@ -1,0 +1,172 @@
+"""Several real server processes on one database: crashes and database restarts.
+
+On SQLite the replicas share one file; on PostgreSQL (``--db postgres``) one database, which
+is the scale-out set-up (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from databases import DatabaseBackends
+from deputy.db import tables as t
+from deputy.db.engine import Database
+from deputy.settings import Settings
+from servers import deputy_server
+from test_server_process import _setup
+
+
+async def _load(
+    urls: list[str],
+    path: str,
+    count: int,
+    acknowledged: list[str],
+    halfway: asyncio.Event | None = None,
+) -> None:
+    """Creates with unique idempotency keys, spread over ``urls``; records acknowledged keys
+    and sets ``halfway`` once a quarter of them are acknowledged.
+
+    Connection errors (the killed replica) are expected and not recorded.
+    """
+    clients = [httpx.AsyncClient(base_url=url, timeout=30) for url in urls]
+    limit = asyncio.Semaphore(16)
+
+    async def one(index: int) -> None:
+        key = f"key-{index}"
+        async with limit:
+            try:
+                response = await clients[index % len(clients)].post(
+                    path, json={"idempotency_key": key}
+                )
+            except httpx.HTTPError:
+                return
+            if response.status_code in (200, 201):
+                acknowledged.append(key)
+                if halfway is not None and len(acknowledged) >= count // 4:
+                    halfway.set()
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(count)))
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def _stored(database_url: str) -> tuple[set[str], int, int]:
+    """Idempotency keys of stored runs, runs without a state, and states without a run."""
+    database = Database(Settings(database_url=database_url))
+    try:
+        async with database.read() as conn:
+            keys = set((await conn.execute(select(t.flow_run.c.idempotency_key))).scalars())
+            stateless = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(t.flow_run)
+                    .outerjoin(t.flow_run_state, t.flow_run_state.c.id == t.flow_run.c.state_id)
+                    .where(t.flow_run_state.c.id.is_(None))
+                )
+            ).scalar_one()
+            orphans = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(t.flow_run_state)
+                    .outerjoin(t.flow_run, t.flow_run.c.id == t.flow_run_state.c.flow_run_id)
+                    .where(t.flow_run.c.id.is_(None))
+                )
+            ).scalar_one()
+        return keys, int(stateless), int(orphans)
+    finally:
+        await database.dispose()
+
+
+def test_a_replica_killed_mid_load_loses_no_acknowledged_run(
+    tmp_path: Path, database_url: str
+) -> None:
+    with deputy_server(tmp_path, database_url) as survivor:
+        deployment_id = _setup(survivor.url)
+        path = f"/deployments/{deployment_id}/create_flow_run"
+        acknowledged: list[str] = []
+        with deputy_server(tmp_path, database_url) as victim:
+
+            async def load_and_kill() -> None:
+                halfway = asyncio.Event()
+                load = asyncio.create_task(
+                    _load([survivor.url, victim.url], path, 600, acknowledged, halfway)
+                )
+                await asyncio.wait_for(halfway.wait(), timeout=60)
+                os.kill(victim.process.pid, signal.SIGKILL)
+                await load
+
+            asyncio.run(load_and_kill())
+        keys, stateless, orphans = asyncio.run(_stored(database_url))
+        # The survivor still serves after its peer died.
+        assert httpx.get(f"{survivor.url}/health").json() is True
+    assert len(acknowledged) >= 150
+    assert set(acknowledged) <= keys  # every acknowledged run was committed
+    assert (stateless, orphans) == (0, 0)  # nothing half-written
+
+
+def _postgres_dir() -> Path:
+    directory = os.environ.get("DEPUTY_TEST_POSTGRES_DIR")
+    if not directory:
+        pytest.skip("needs the cluster started by .ci/postgres.sh (DEPUTY_TEST_POSTGRES_DIR)")
+    return Path(directory)
+
+
+def _restart_postgres(directory: Path) -> None:
+    binary = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+    command = [
+        str(binary),
+        "-D",
+        str(directory / "data"),
+        "-l",
+        str(directory / "server.log"),
+        "-m",
+        "fast",
+        "-w",
+        "restart",
+    ]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    # No pipes: the restarted server would inherit them and keep them open.
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
+    )
+
+
+def test_a_database_restart_answers_503_then_recovers_without_a_server_restart(
+    tmp_path: Path, database_url: str, test_databases: DatabaseBackends
+) -> None:
+    if not test_databases.is_postgres:
+        pytest.skip("a PostgreSQL server restart")
+    directory = _postgres_dir()
+    with deputy_server(tmp_path, database_url) as server:
+        deployment_id = _setup(server.url)
+        path = f"{server.url}/deployments/{deployment_id}/create_flow_run"
+        statuses: list[int] = []
+        retry_after: set[str] = set()
+
+        async def requests_through_restart() -> None:
+            async with httpx.AsyncClient(timeout=30) as client:
+                restart = asyncio.create_task(asyncio.to_thread(_restart_postgres, directory))
+                while not restart.done():
+                    response = await client.post(path, json={})
+                    statuses.append(response.status_code)
+                    if response.status_code == 503:
+                        retry_after.add(response.headers.get("retry-after", ""))
+                    await asyncio.sleep(0.005)
+                await restart
+
+        asyncio.run(requests_through_restart())
+        after = [httpx.post(path, json={}).status_code for _ in range(5)]
+    assert set(statuses) <= {201, 503}, statuses
+    assert "" not in retry_after
+    assert after == [201] * 5
