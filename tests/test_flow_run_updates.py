@@ -122,3 +122,27 @@ async def test_labels_are_merged(client: httpx.AsyncClient) -> None:
     assert labels == {**run["labels"], "prefect.worker.name": "w1", "prefect.work-pool.name": "p"}
     missing = await client.patch(f"/flow_runs/{uuid.uuid4()}/labels", json={"a": 1})
     assert missing.status_code == 404
+
+
+async def test_a_subflows_states_are_mirrored_onto_its_parent_task_run(
+    client: httpx.AsyncClient,
+) -> None:
+    flow = await create_flow(client)
+    parent = (await client.post("/flow_runs/", json={"flow_id": flow["id"]})).json()
+    task = await client.post(
+        "/task_runs/",
+        json={"flow_run_id": parent["id"], "task_key": "child-flow", "dynamic_key": "0"},
+    )
+    assert task.status_code == 201, task.text
+    task_id = task.json()["id"]
+    child = (
+        await client.post(
+            "/flow_runs/", json={"flow_id": flow["id"], "parent_task_run_id": task_id}
+        )
+    ).json()
+    running = await propose(client, child["id"], "RUNNING")
+    assert running.json()["status"] == "ACCEPT"
+    assert running.json()["state"]["state_details"]["task_run_id"] == task_id
+    mirrored = (await client.get(f"/task_runs/{task_id}")).json()
+    assert mirrored["state_type"] == "RUNNING"
+    assert mirrored["state"]["state_details"]["child_flow_run_id"] == child["id"]

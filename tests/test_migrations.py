@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ def _differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
-async def test_upgrading_an_empty_database_matches_the_tables(tmp_path: Path) -> None:
-    database = _database(tmp_path)
+async def test_upgrading_an_empty_database_matches_the_tables(database_url: str) -> None:
+    """On the suite's backend: the test database was migrated from empty by the history."""
+    database = Database(Settings(database_url=database_url))
     try:
         await migrate.upgrade(database)
         differences = await database.run_sync(_differences)
@@ -58,3 +60,21 @@ async def test_upgrade_at_head_is_a_no_op(tmp_path: Path) -> None:
         assert await migrate.current_revision(database) == migrate.head_revision()
     finally:
         await database.dispose()
+
+
+async def test_replicas_migrating_at_once_do_it_once(tmp_path: Path, database_url: str) -> None:
+    """Several processes starting together on one fresh database all end up at head."""
+    databases = [Database(Settings(database_url=database_url)) for _ in range(4)]
+    try:
+        await database_reset(databases[0])
+        await asyncio.gather(*(migrate.upgrade(d) for d in databases))
+        assert await migrate.current_revision(databases[0]) == migrate.head_revision()
+    finally:
+        for database in databases:
+            await database.dispose()
+
+
+async def database_reset(database: Database) -> None:
+    """Back to an empty database (no tables, no revision)."""
+    await database.run_sync(lambda c: command.downgrade(migrate.alembic_config(c), "base"))
+    await database.run_sync(lambda c: c.exec_driver_sql("DROP TABLE IF EXISTS alembic_version"))

@@ -35,9 +35,8 @@ SERVER_COMPLAINTS = (
     "405 Method Not Allowed",
     "500 Internal Server Error",
     "503 Service Unavailable",
-    "Retrying",
+    "retryable status code",
     "HTTPStatusError",
-    "Traceback",
 )
 
 

@@ -31,9 +31,19 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+#: Key of the PostgreSQL advisory lock replicas take to migrate one at a time.
+_MIGRATION_LOCK = 0x6465707574790001
+
+
 def _upgrade(connection: Connection) -> None:
     if _current_revision(connection) == head_revision():
         return
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together: the first migrates, the others wait, then find the
+        # schema current. Released when this transaction ends.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        if _current_revision(connection) == head_revision():
+            return
     command.upgrade(alembic_config(connection), "head")
 
 

@@ -277,6 +277,8 @@ async def _write(
     assert draft is not None
     effects = decision.effects
     details = {**EMPTY_STATE_DETAILS, **_json_details(draft.details), "flow_run_id": str(row.id)}
+    if row.parent_task_run_id is not None:  # a subflow's states name the task standing for it
+        details["task_run_id"] = str(row.parent_task_run_id)
     lease_id = details.get("deployment_concurrency_lease_id")
     if effects.acquire_slot and slots is not None and slots.limit_id is not None:
         details["deployment_concurrency_lease_id"] = str(
@@ -327,6 +329,12 @@ async def _write(
     await conn.execute(_INSERT_STATE, state)
     await conn.execute(update(t.flow_run).where(_run.id == row.id).values(**changes))
     events.flow_run_state_written(row, state, changes.get("run_count", row.run_count))
+    if row.parent_task_run_id is not None:
+        # The parent flow's task run for this subflow follows its states (Prefect's
+        # UpdateSubflowParentTask); imported here because task runs build on this module.
+        from deputy.services.task_runs import mirror_subflow_state
+
+        await mirror_subflow_state(conn, row.parent_task_run_id, row.id, state)
     return state
 
 
