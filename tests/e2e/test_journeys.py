@@ -162,8 +162,7 @@ def test_journey_4_worker_runs_a_deployment_with_tasks_and_logs(
     assert final["state_type"] == "COMPLETED"
     assert final["labels"]["prefect.worker.type"] == "process"
     assert final["labels"]["prefect.work-pool.name"] == POOL
-    details = prefect.python(
-        f"""
+    script = f"""
         import asyncio, json
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter
@@ -180,9 +179,15 @@ def test_journey_4_worker_runs_a_deployment_with_tasks_and_logs(
 
         print(json.dumps(asyncio.run(main())))
         """
+    # The flow process sends its last log batch as it exits, just after the final state.
+    details = wait_for(
+        lambda: (
+            (found := prefect.python(script)) and "happy total 6" in found["messages"] and found
+        ),
+        timeout=30,
+        interval=1,
     )
     assert details["tasks"] == ["COMPLETED"] * 3
-    assert "happy total 6" in details["messages"]
 
 
 def test_journey_5_retries_failures_and_crashes(
