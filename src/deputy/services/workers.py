@@ -347,6 +347,7 @@ _POOL_COLUMNS = (
     wq.c.name,
     wq.c.is_paused,
     wq.c.concurrency_limit,
+    wq.c.priority,
     wq.c.status,
     wq.c.last_polled,
 )
@@ -406,6 +407,26 @@ def _scheduled_runs_query(has_before: bool, has_after: bool) -> Select[Any]:
         .outerjoin(t.flow_run_state, state.id == run.state_id)
         .where(*_scheduled_conditions(has_before, has_after))
         .order_by(wq.c.priority, run.next_scheduled_start_time, run.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@functools.cache
+def _same_priority_runs_query(has_before: bool, has_after: bool) -> Select[Any]:
+    """SCHEDULED runs of queues that share one priority, earliest first, with their state.
+
+    Without the queue join and the priority in ORDER BY, SQLite and PostgreSQL read the runs
+    in order from ``ix_flow_run__work_queue_id_state_type_next_scheduled_start_time`` and stop
+    at the limit, instead of sorting every scheduled run of the pool.
+    """
+    return (
+        select(t.flow_run, *_STATE_COLUMNS)
+        .select_from(t.flow_run)
+        .outerjoin(t.flow_run_state, state.id == run.state_id)
+        .where(*_scheduled_conditions(has_before, has_after))
+        # No tie-break on id: it would make SQLite sort every run sharing a time before it
+        # can stop at the limit. Ties come in index order.
+        .order_by(run.next_scheduled_start_time)
         .limit(bindparam("limit", type_=Integer))
     )
 
@@ -528,17 +549,35 @@ async def _scheduled_runs(
     if not queues or limit <= 0:
         return []
     has_before, has_after = before is not None, after is not None
+    bounds: dict[str, Any] = {}
+    if has_before:
+        bounds["before"] = before
+    if has_after:
+        bounds["after"] = after
     if caps:
         query = _capped_runs_query(has_before, has_after, caps)
+        parameters = {"queue_ids": [q.id for q in queues], "limit": limit, **bounds}
+        rows = list(await conn.execute(query, parameters))
     else:
-        query = _scheduled_runs_query(has_before, has_after)
-    parameters: dict[str, Any] = {"queue_ids": [q.id for q in queues], "limit": limit}
-    if has_before:
-        parameters["before"] = before
-    if has_after:
-        parameters["after"] = after
+        # Queue by queue in priority order (queues sharing a priority together, by time),
+        # each an ordered index scan that stops at what is still needed.
+        rows = []
+        by_priority: dict[int, list[uuid.UUID]] = {}
+        for queue in queues:
+            by_priority.setdefault(queue.priority, []).append(queue.id)
+        for priority in sorted(by_priority):
+            parameters = {
+                "queue_ids": by_priority[priority],
+                "limit": limit - len(rows),
+                **bounds,
+            }
+            rows.extend(
+                await conn.execute(_same_priority_runs_query(has_before, has_after), parameters)
+            )
+            if len(rows) >= limit:
+                break
     results = []
-    for row in await conn.execute(query, parameters):
+    for row in rows:
         mapping = row._mapping
         current = None
         if mapping["state__id"] is not None:
