@@ -27,6 +27,7 @@ ROUTERS: list[APIRouter] = [
     flow_runs.router,
     work_pools.router,
     concurrency_limits.router,
+    concurrency_limits.v1_router,
     flow_runs.states_router,
     flows.router,
     variables.router,
