@@ -21,9 +21,9 @@ from sqlalchemy import Connection, func, select, update
 from deputy.db import migrate
 from deputy.db import tables as t
 from deputy.db.engine import Database
+from deputy.orchestration.task_policy import clamped_poisson_interval
 from deputy.services import leases
 from deputy.services.common import now
-from deputy.services.concurrency_limits import jittered_interval
 from deputy.settings import Settings
 from factories import create_deployment, create_work_pool, unique
 from servers import deputy_server
@@ -361,11 +361,11 @@ async def test_rate_limits_decay_and_need_decay(
 
 
 async def test_retry_after_is_jittered_around_the_average() -> None:
-    draws = [jittered_interval(10.0) for _ in range(2000)]
+    draws = [clamped_poisson_interval(10.0) for _ in range(2000)]
     assert max(draws) <= 13.0
     assert min(draws) > 0
     assert 8.5 < sum(draws) / len(draws) < 11.5
-    assert jittered_interval(0) == 0.0
+    assert clamped_poisson_interval(0) == 0.0
 
 
 # --- races --------------------------------------------------------------------------------

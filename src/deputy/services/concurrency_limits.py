@@ -19,8 +19,6 @@ no decay is ever lost. Inactive limits are read and named in answers but never b
 from __future__ import annotations
 
 import datetime as dt
-import math
-import random
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from deputy.db import tables as t
 from deputy.db.types import Timestamp
 from deputy.errors import DetailError, NotFound, Unprocessable
+from deputy.orchestration.task_policy import TAG_SLOT_WAIT_SECONDS, clamped_poisson_interval
 from deputy.schemas.concurrency_limits import (
     TAG_PREFIX,
     ConcurrencyLimitV2Create,
@@ -47,7 +46,6 @@ SLOTS_OVER_LIMIT = "Slots requested is greater than the limit"
 #: Longest a client is told to wait for a ``tag:`` limit / any other limit without decay
 #: (Prefect's ``tag_concurrency_slot_wait_seconds`` and
 #: ``maximum_concurrency_slot_wait_seconds`` defaults).
-TAG_SLOT_WAIT_SECONDS = 10.0
 MAX_SLOT_WAIT_SECONDS = 30.0
 #: The average occupancy is a moving average over ``limit * OCCUPANCY_SAMPLES`` releases.
 OCCUPANCY_SAMPLES = 2
@@ -364,24 +362,4 @@ def _retry_after(active: list[Any], slots: int) -> float:
         )
         per_slot = min(worst.avg_slot_occupancy_seconds, longest)
         average = min(per_slot * crowding(worst), longest)
-    return jittered_interval(average)
-
-
-def jittered_interval(average: float, spread: float = 0.3) -> float:
-    """A random wait of about ``average`` seconds, at most ``(1 + spread) * average``.
-
-    An exponential draw (the gaps of a Poisson process) confined to a band around the mean:
-    the upper end is ``1 + spread`` times the mean and the lower end is placed so the band
-    holds as much probability below the median as above it, keeping the mean near
-    ``average``. Clients refused together thus come back spread out.
-    """
-    if average <= 0:
-        return 0.0
-    upper = 1 + spread
-    lower = 0.0 if upper >= 50 else math.log2(2**upper / (2**upper - 1))
-
-    def cdf(multiple: float) -> float:
-        return 1 - math.exp(-multiple)
-
-    draw = random.uniform(cdf(lower), cdf(upper))
-    return -math.log(max(1 - draw, 1e-10)) * average
+    return clamped_poisson_interval(average)

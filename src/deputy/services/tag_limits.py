@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.errors import NotFound
+from deputy.orchestration.task_policy import TAG_SLOT_WAIT_SECONDS
 from deputy.schemas.concurrency_limits import (
     TAG_PREFIX,
     minimal_limit_to_wire,
@@ -161,7 +162,7 @@ async def increment_tags(
         full = next((row for row in taking if row.decayed_active + 1 > row.limit), taking[0])
         raise concurrency_limits.Locked(
             f"Concurrency limit for the {full.name.removeprefix(TAG_PREFIX)} tag has been reached",
-            retry_after=concurrency_limits.TAG_SLOT_WAIT_SECONDS,
+            retry_after=TAG_SLOT_WAIT_SECONDS,
         )
     await leases.create_lease(
         conn,
