@@ -147,3 +147,27 @@ async def test_loop_runner_survives_a_failing_pass() -> None:
         await asyncio.sleep(0.005)
     await background.stop([task])
     assert len(calls) >= 3
+
+
+async def test_two_lease_reapers_at_once_give_each_slot_back_once(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    deployment, first = await _limited_run(client)
+    await client.patch(f"/deployments/{deployment['id']}", json={"concurrency_limit": 3})
+    others = [await new_run(client, deployment) for _ in range(2)]
+    for run in (first, *others):
+        assert (await propose(client, run["id"], "PENDING")).json()["status"] == "ACCEPT"
+    assert await _active_slots(client, deployment) == 3
+    other = Database(settings)  # a second replica's engine on the same database
+    later = now() + dt.timedelta(days=2)
+
+    async def reap(db: Database) -> int:
+        async with db.write() as conn:
+            return await leases.reclaim_expired_leases(conn, later, 100)
+
+    try:
+        counts = await asyncio.gather(reap(database), reap(other), reap(database), reap(other))
+    finally:
+        await other.dispose()
+    assert sum(counts) == 3
+    assert await _active_slots(client, deployment) == 0
