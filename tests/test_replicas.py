@@ -7,6 +7,8 @@ is the scale-out set-up (docs/scale-out.md).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from databases import DatabaseBackends
 from deputy.db import tables as t
 from deputy.db.engine import Database
 from deputy.settings import Settings
+from live import prefect_socket, receive
 from servers import deputy_server
 from test_server_process import _setup
 
@@ -170,3 +173,46 @@ def test_a_database_restart_answers_503_then_recovers_without_a_server_restart(
     assert set(statuses) <= {201, 503}, statuses
     assert "" not in retry_after
     assert after == [201] * 5
+
+
+def test_a_subscriber_on_one_replica_hears_a_cancellation_made_through_another(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The worker's cancellation observer may be connected to any replica."""
+    with (
+        deputy_server(tmp_path, database_url) as listening,
+        deputy_server(tmp_path, database_url) as acting,
+    ):
+        deployment_id = _setup(acting.url)
+        run = httpx.post(f"{acting.url}/deployments/{deployment_id}/create_flow_run", json={})
+        run_id = run.json()["id"]
+        window = {
+            "since": (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat(),
+            "until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
+        }
+        subscription = {
+            "type": "filter",
+            "filter": {"event": {"prefix": ["prefect.flow-run."]}, "occurred": window},
+            "backfill": False,
+        }
+
+        async def listen_while_cancelling() -> list[str]:
+            url = listening.url.replace("http://", "ws://") + "/events/out"
+            async with prefect_socket(url) as websocket:
+                await websocket.send(json.dumps(subscription))
+                await asyncio.sleep(0.5)  # subscribed before the cancellation happens
+                async with httpx.AsyncClient() as client:
+                    await client.post(
+                        f"{acting.url}/flow_runs/{run_id}/set_state",
+                        json={"state": {"type": "CANCELLING"}},
+                    )
+                seen: list[str] = []
+                async with asyncio.timeout(15):
+                    while "prefect.flow-run.Cancelled" not in seen:
+                        message = await receive(websocket)
+                        if message.get("type") == "event":
+                            seen.append(message["event"]["event"])
+                return seen
+
+        seen = asyncio.run(listen_while_cancelling())
+    assert "prefect.flow-run.Cancelled" in seen

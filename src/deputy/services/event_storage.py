@@ -450,3 +450,17 @@ async def _count_by_time(
         )
         start, position = following, position + 1
     return out
+
+
+async def events_recorded_since(
+    conn: AsyncConnection, since: dt.datetime, limit: int
+) -> list[tuple[dt.datetime, dict[str, Any]]]:
+    """Events stored at or after ``since`` (by any server process), oldest first, with the
+    time each was stored: what another replica's live subscribers have not seen yet."""
+    query = (
+        select(*_EVENT_COLUMNS, _event.recorded.label("stored_at"))
+        .where(_event.recorded >= since)
+        .order_by(_event.recorded, _event.id)
+        .limit(limit)
+    )
+    return [(row.stored_at, _event_from_row(row)) for row in await conn.execute(query)]

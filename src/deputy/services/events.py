@@ -32,7 +32,7 @@ import importlib
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -66,6 +66,15 @@ class _Subscriber:
         self.text: ParsedQuery | None = parse(flt.text.query) if flt.text is not None else None
 
 
+#: How often the relay looks for events stored by other server processes, how far back it
+#: looks past its last look (for commits landing late), how many it reads at once, and how
+#: many streamed ids it remembers to avoid streaming an event twice.
+RELAY_INTERVAL_SECONDS = 0.5
+RELAY_MARGIN_SECONDS = 5.0
+RELAY_BATCH = 1000
+MAX_REMEMBERED_STREAMED = 100_000
+
+
 class EventBus:
     """The queue, its flusher, and the live subscribers of one server process."""
 
@@ -78,6 +87,10 @@ class EventBus:
         self._stopping = False
         self.dropped = 0
         self._last_drop_log = 0.0
+        # Ids already streamed to this process's subscribers (its own events and relayed ones),
+        # so the relay never streams an event twice; bounded, oldest forgotten first.
+        self._streamed: OrderedDict[str, None] = OrderedDict()
+        self._relay: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
@@ -125,10 +138,15 @@ class EventBus:
         self._queue.clear()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="deputy: event flusher")
+        self._relay = asyncio.create_task(self._relay_forever(), name="deputy: event relay")
 
     async def stop(self) -> None:
         """Let the flusher finish the batch it is writing, then write whatever is queued."""
         task, self._task = self._task, None
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
         self._stopping = True
         if self._wakeup is not None:
             self._wakeup.set()
@@ -205,7 +223,45 @@ class EventBus:
         finally:
             self._subscribers.discard(subscriber)
 
+    async def _relay_forever(self) -> None:
+        """Stream events other server processes stored to this process's subscribers.
+
+        Replicas share the database, not memory: a worker connected to one replica must still
+        hear of a run cancelled through another. While anyone is subscribed, this reads the
+        events stored since the last look (with a margin for commits landing late) and streams
+        those not streamed yet.
+        """
+        from deputy.services import event_storage  # it builds on this module
+
+        watermark = dt.datetime.now(dt.UTC)
+        while True:
+            await asyncio.sleep(RELAY_INTERVAL_SECONDS)
+            database = self._database
+            if database is None or not self._subscribers:
+                watermark = dt.datetime.now(dt.UTC)
+                continue
+            try:
+                async with database.read() as conn:
+                    stored = await event_storage.events_recorded_since(
+                        conn, watermark - dt.timedelta(seconds=RELAY_MARGIN_SECONDS), RELAY_BATCH
+                    )
+            except Exception:
+                logger.exception("reading events for the relay failed")
+                continue
+            fresh = [event for _, event in stored if str(event.get("id")) not in self._streamed]
+            if stored:
+                watermark = max(watermark, stored[-1][0])
+            if fresh:
+                self._fan_out(fresh)
+
+    def _remember_streamed(self, batch: list[Event]) -> None:
+        for event in batch:
+            self._streamed[str(event.get("id"))] = None
+        while len(self._streamed) > MAX_REMEMBERED_STREAMED:
+            self._streamed.popitem(last=False)
+
     def _fan_out(self, batch: list[Event]) -> None:
+        self._remember_streamed(batch)
         for subscriber in list(self._subscribers):
             for event in batch:
                 if matches(subscriber.filter, event, subscriber.text):
