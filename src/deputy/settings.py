@@ -17,7 +17,6 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 4200
-    log_level: str = "warning"
     #: How long a SQLite writer waits for another process's write lock before failing.
     sqlite_busy_timeout_ms: int = 60_000
     #: Run the background loops (late runs, lease reaper, worker status) in this process.

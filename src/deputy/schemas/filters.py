@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -326,4 +326,3 @@ class TaskRunRelatedFilters(FilterBody):
 
 
 LimitField = Field(default=None, description="Defaults to the server's page size (200).")
-SortDirection = Literal["asc", "desc"]
