@@ -78,3 +78,11 @@ async def database_reset(database: Database) -> None:
     """Back to an empty database (no tables, no revision)."""
     await database.run_sync(lambda c: command.downgrade(migrate.alembic_config(c), "base"))
     await database.run_sync(lambda c: c.exec_driver_sql("DROP TABLE IF EXISTS alembic_version"))
+
+
+def test_head_revision_read_from_the_files_is_alembics_head() -> None:
+    """Start-up reads the head without Alembic; it must agree with Alembic's own answer."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == script.get_current_head()
