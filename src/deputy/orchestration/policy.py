@@ -457,7 +457,7 @@ def handle_resuming(work: _Work) -> None:
         work.reject(None, f"Cannot reschedule a {shown} flow run without a deployment.")
         return
     if proposed.type != S.CANCELLING:
-        timeout = _as_time(current.details.get("pause_timeout"))
+        timeout = as_time(current.details.get("pause_timeout"))
         if timeout is not None and timeout < work.now:
             work.reject(
                 StateDraft.of(
@@ -482,13 +482,19 @@ def copy_scheduled_time(work: _Work) -> None:
         proposed.details["scheduled_time"] = work.current.details.get("scheduled_time")
 
 
+def seconds_until_scheduled(details: dict[str, Any], now: dt.datetime) -> int:
+    """Whole seconds (rounded as Prefect rounds them) until the state's scheduled time;
+    zero or less when it has come. Shared by the flow and task rules."""
+    scheduled = as_time(details.get("scheduled_time"))
+    if scheduled is None:
+        return 0
+    delay = scheduled - now
+    return math.floor(delay.total_seconds()) + round(delay.microseconds / 1e6)
+
+
 def wait_for_scheduled_time(work: _Work) -> None:
     """Runs start no earlier than scheduled, by the server's clock."""
-    scheduled = _as_time(work.current.details.get("scheduled_time"))
-    if scheduled is None:
-        return
-    delay = scheduled - work.now
-    seconds = math.floor(delay.total_seconds()) + round(delay.microseconds / 1e6)
+    seconds = seconds_until_scheduled(work.current.details, work.now)
     if seconds > 0:
         work.wait(seconds, "Scheduled time is in the future")
 
@@ -653,8 +659,9 @@ def _client_leases(work: _Work) -> bool:
     return version is not None and version >= LEASING_CLIENT_VERSION
 
 
-def _as_time(value: Any) -> dt.datetime | None:
-    if value is None:
+def as_time(value: Any) -> dt.datetime | None:
+    """A state-details time, stored as ISO text (or already parsed); empty means none."""
+    if value is None or value == "":
         return None
     if isinstance(value, str):
         return dt.datetime.fromisoformat(value)

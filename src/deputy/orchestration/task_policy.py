@@ -37,6 +37,7 @@ from deputy.orchestration.policy import (
     StateDraft,
     Status,
     holds_stored_result,
+    seconds_until_scheduled,
 )
 from deputy.schemas.core import TERMINAL_STATE_TYPES, StateType
 from deputy.schemas.task_runs import MAX_CACHE_KEY_LENGTH
@@ -342,11 +343,7 @@ def copy_task_parameters_id(work: _Work) -> None:
 
 def wait_for_scheduled_time(work: _Work) -> None:
     """Runs start no earlier than scheduled, by the server's clock."""
-    scheduled = _as_time(work.current.details.get("scheduled_time"))
-    if scheduled is None:
-        return
-    delay = scheduled - work.now
-    seconds = math.floor(delay.total_seconds()) + round(delay.microseconds / 1e6)
+    seconds = seconds_until_scheduled(work.current.details, work.now)
     if seconds > 0:
         work.wait(seconds, "Scheduled time is in the future")
 
@@ -531,12 +528,3 @@ def _lower_clamp_multiple(k: float) -> float:
     if k >= 50:
         return 0.0
     return math.log(max(2**k / (2**k - 1), 1e-10), 2)
-
-
-def _as_time(value: Any) -> dt.datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value)
-    moment: dt.datetime = value
-    return moment
