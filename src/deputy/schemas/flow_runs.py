@@ -22,7 +22,9 @@ from deputy.schemas.core import (
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
 
 
-class FlowRunResponse(BaseModel):
+class FlowRun(BaseModel):
+    """Prefect's core ``FlowRun``: a ``FlowRunResponse`` without the pool's id and name."""
+
     id: uuid.UUID
     created: dt.datetime | None
     updated: dt.datetime | None
@@ -31,7 +33,6 @@ class FlowRunResponse(BaseModel):
     state_id: uuid.UUID | None = None
     deployment_id: uuid.UUID | None = None
     deployment_version: str | None = None
-    work_queue_id: uuid.UUID | None = None
     work_queue_name: str | None = None
     flow_version: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -39,7 +40,7 @@ class FlowRunResponse(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     empirical_policy: FlowRunPolicy = Field(default_factory=FlowRunPolicy)
     tags: list[str] = Field(default_factory=list)
-    labels: KeyValueLabels = Field(default_factory=dict)
+    labels: KeyValueLabels | None = None
     parent_task_run_id: uuid.UUID | None = None
     state_type: StateType | None = None
     state_name: str | None = None
@@ -55,10 +56,17 @@ class FlowRunResponse(BaseModel):
     infrastructure_document_id: uuid.UUID | None = None
     infrastructure_pid: str | None = None
     created_by: CreatedBy | None = None
-    work_pool_id: uuid.UUID | None = None
-    work_pool_name: str | None = None
+    work_queue_id: uuid.UUID | None = None
     state: State | None = None
     job_variables: dict[str, Any] | None = None
+
+
+class FlowRunResponse(FlowRun):
+    """A ``FlowRun`` with its pool's id and name, as the flow-run endpoints answer it."""
+
+    labels: KeyValueLabels = Field(default_factory=dict)
+    work_pool_id: uuid.UUID | None = None
+    work_pool_name: str | None = None
 
 
 class FlowRunCreate(BaseModel):

@@ -15,9 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import CreatedBy, DateTime, FlowRunPolicy, KeyValueLabels, State, StateType
+from deputy.schemas.core import DateTime
 from deputy.schemas.filters import FilterBody, Operator
-from deputy.schemas.flow_runs import estimated_run_time, estimated_start_time_delta, state_to_wire
+from deputy.schemas.flow_runs import (
+    FlowRun,
+    estimated_run_time,
+    estimated_start_time_delta,
+    state_to_wire,
+)
 
 
 class WorkerStatus(enum.StrEnum):
@@ -106,45 +111,6 @@ class WorkerResponse(BaseModel):
     last_heartbeat_time: dt.datetime | None = None
     heartbeat_interval_seconds: int | None = None
     status: WorkerStatus = WorkerStatus.OFFLINE
-
-
-class FlowRun(BaseModel):
-    """Prefect's core ``FlowRun``: a ``FlowRunResponse`` without the pool's id and name."""
-
-    id: uuid.UUID
-    created: dt.datetime | None
-    updated: dt.datetime | None
-    name: str
-    flow_id: uuid.UUID
-    state_id: uuid.UUID | None = None
-    deployment_id: uuid.UUID | None = None
-    deployment_version: str | None = None
-    work_queue_name: str | None = None
-    flow_version: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    empirical_policy: FlowRunPolicy = Field(default_factory=FlowRunPolicy)
-    tags: list[str] = Field(default_factory=list)
-    labels: KeyValueLabels | None = None
-    parent_task_run_id: uuid.UUID | None = None
-    state_type: StateType | None = None
-    state_name: str | None = None
-    run_count: int = 0
-    expected_start_time: dt.datetime | None = None
-    next_scheduled_start_time: dt.datetime | None = None
-    start_time: dt.datetime | None = None
-    end_time: dt.datetime | None = None
-    total_run_time: float = 0.0
-    estimated_run_time: float = 0.0
-    estimated_start_time_delta: float = 0.0
-    auto_scheduled: bool = False
-    infrastructure_document_id: uuid.UUID | None = None
-    infrastructure_pid: str | None = None
-    created_by: CreatedBy | None = None
-    work_queue_id: uuid.UUID | None = None
-    state: State | None = None
-    job_variables: dict[str, Any] | None = None
 
 
 class WorkerFlowRunResponse(BaseModel):
