@@ -16,8 +16,10 @@ from deputy.scheduling import MAX_CANDIDATES, schedule_times
 from deputy.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule, Schedule
 
 
-def utc(*parts: int) -> dt.datetime:
-    return dt.datetime(*parts, tzinfo=dt.UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 def times(*texts: str) -> list[dt.datetime]:
