@@ -659,23 +659,6 @@ async def test_pull_steps_sent_as_null_are_stored_as_null(client: httpx.AsyncCli
     assert (await read(client, deployment))["pull_steps"] is None
 
 
-async def test_non_empty_schedules_are_refused_until_schedules_land(
-    client: httpx.AsyncClient,
-) -> None:
-    """Deliberate: deputy has no scheduler yet, so it refuses schedules it could not honour."""
-    flow = await create_flow(client)
-    schedule = [{"schedule": {"interval": 3600}, "active": True}]
-    refused = await post(client, flow_id=flow["id"], name="dep", schedules=schedule)
-    assert refused.status_code == 422
-    assert refused.json() == {
-        "detail": "Deployment schedules are not supported by this server yet."
-    }
-    deployment = (await post(client, flow_id=flow["id"], name="dep", schedules=[])).json()
-    assert deployment["schedules"] == []
-    assert (await patch(client, deployment, {"schedules": schedule})).status_code == 422
-    assert (await patch(client, deployment, {"schedules": []})).status_code == 204
-
-
 # --- read --------------------------------------------------------------------------------
 
 

@@ -59,21 +59,10 @@ _CREATED_STATUS = (
     "deputy declares the 201 it answers for a new object; Prefect's handler also answers 201 "
     "(200 for an existing one) but its OpenAPI declares only 200."
 )
-_SCHEDULES = (
-    "Schedules come with the schedules issue: until then a deployment takes only "
-    "`schedules: []` (anything else is 422) and answers `[]`, so items are open objects."
-)
 _CSRF = (
     "CSRF protection is off, as on a default Prefect server: the endpoint always answers 422 "
     "and never a CsrfToken, so no response model is declared."
 )
-_DEPLOYMENT_RESPONSES = {
-    ("GET", "/deployments/name/{flow_name}/{deployment_name}"): "response.schedules[]",
-    ("GET", "/deployments/{id}"): "response.schedules[]",
-    ("POST", "/deployments/"): "response.schedules[]",
-    ("POST", "/deployments/filter"): "response[].schedules[]",
-    ("POST", "/deployments/paginate"): "response.results[].schedules[]",
-}
 
 #: (METHOD, path, aspect) -> why deputy differs from Prefect there on purpose.
 #: ``aspect`` is the ``Mismatch.aspect`` a failing run prints.
@@ -83,12 +72,6 @@ DELIBERATE_DIFFERENCES: dict[tuple[str, str, str], str] = {
     ("POST", "/deployments/{id}/create_flow_run", "status"): _CREATED_STATUS,
     ("POST", "/flow_runs/", "status"): _CREATED_STATUS,
     ("GET", "/csrf-token", "response: properties"): _CSRF,
-    ("POST", "/deployments/", "request.schedules[]: properties"): _SCHEDULES,
-    ("PATCH", "/deployments/{id}", "request.schedules[]: properties"): _SCHEDULES,
-    **{
-        (method, path, f"{where}: properties"): _SCHEDULES
-        for (method, path), where in _DEPLOYMENT_RESPONSES.items()
-    },
 }
 
 

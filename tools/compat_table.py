@@ -34,11 +34,9 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 ORCHESTRATION = "orchestration issue"
 SDK_WORKER = "SDK/worker issue"
-SCHEDULES = "schedules issue"
 
 #: (method or None for any, path pattern, issue), first match wins. Only the obvious ones.
 PLANNED: list[tuple[str | None, str, str]] = [
-    (None, r"^/deployments/\{id\}/schedules?(/|$)", SCHEDULES),
     (None, r"^/task_runs/", SDK_WORKER),
     (None, r"^/task_run_states/", SDK_WORKER),
     (None, r"^/task_workers/", SDK_WORKER),

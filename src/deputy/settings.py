@@ -19,13 +19,21 @@ class Settings(BaseSettings):
     port: int = 4200
     #: How long a SQLite writer waits for another process's write lock before failing.
     sqlite_busy_timeout_ms: int = 60_000
-    #: Run the background loops (late runs, lease reaper, worker status) in this process.
+    #: Run the background loops (scheduler, late runs, lease reaper, worker status) here.
     services_enabled: bool = True
     late_runs_interval_seconds: float = 5.0
     #: A SCHEDULED run this far past its scheduled time is marked Late.
     late_runs_after_seconds: float = 15.0
     lease_reaper_interval_seconds: float = 10.0
     worker_status_interval_seconds: float = 10.0
+    #: How often the scheduler looks for schedules that need more runs (a cheap query).
+    scheduler_interval_seconds: float = 10.0
+    #: Prefect's scheduler defaults: keep at least 3 and at most 100 future runs per
+    #: schedule, from 1 hour up to 100 days ahead.
+    scheduler_min_runs: int = 3
+    scheduler_max_runs: int = 100
+    scheduler_min_scheduled_time_seconds: float = 3600.0
+    scheduler_max_scheduled_time_seconds: float = 100 * 86400.0
     #: Connections kept open to PostgreSQL per server process.
     db_pool_size: int = 10
     db_max_overflow: int = 10

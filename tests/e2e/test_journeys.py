@@ -273,3 +273,62 @@ def test_journey_8_cli_lists_what_exists(prefect: PrefectEnv, worker: None) -> N
         assert done.returncode == 0, output
         assert expected in output.replace("\n", ""), output
         assert_no_server_complaints(output)
+
+
+def _auto_runs(prefect: PrefectEnv, deployment_id: str) -> list[dict[str, Any]]:
+    response = httpx.post(
+        f"{prefect.server.url}/flow_runs/filter",
+        json={
+            "deployments": {"id": {"any_": [deployment_id]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            "sort": "EXPECTED_START_TIME_ASC",
+        },
+    )
+    response.raise_for_status()
+    return [run for run in response.json() if run["auto_scheduled"]]
+
+
+def test_journey_9_schedules_from_the_sdk_and_cli(prefect: PrefectEnv, worker: None) -> None:
+    deployment_id = deploy(prefect, "happy", "nightly", cron="0 9 * * *")
+    runs = _auto_runs(prefect, deployment_id)
+    assert len(runs) == 3, runs  # Prefect's minimum, created with the deployment
+    assert all(run["expected_start_time"].endswith("T09:00:00Z") for run in runs), runs
+    assert all("auto-scheduled" in run["tags"] for run in runs)
+
+    listed = prefect.cli("deployment", "schedule", "ls", "happy/nightly")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "cron: 0 9 * * *" in listed.stdout, listed.stdout
+
+    added = prefect.cli(
+        "deployment", "schedule", "create", "happy/nightly", "--interval", "3600",
+        "--anchor-date", "2026-01-01T00:00:00Z", "--timezone", "UTC",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    slots = [run["expected_start_time"] for run in _auto_runs(prefect, deployment_id)]
+    assert len(slots) == len(set(slots)) and len(slots) >= 6, slots
+
+    schedules = prefect.python(
+        f"""
+        import asyncio, json
+        from prefect.client.orchestration import get_client
+
+        async def main():
+            async with get_client() as client:
+                schedules = await client.read_deployment_schedules({deployment_id!r})
+                cron = next(s for s in schedules if hasattr(s.schedule, "cron"))
+                await client.update_deployment_schedule({deployment_id!r}, cron.id, active=False)
+                await client.pause_deployment({deployment_id!r})
+                paused = await client.read_deployment({deployment_id!r})
+                await client.resume_deployment({deployment_id!r})
+                resumed = await client.read_deployment({deployment_id!r})
+                print(json.dumps([paused.paused, resumed.paused,
+                                  sorted(s.active for s in resumed.schedules)]))
+
+        asyncio.run(main())
+        """
+    )
+    assert schedules == [True, False, [False, True]]
+    runs = _auto_runs(prefect, deployment_id)
+    # Only the hourly schedule is active now: its runs stay, the cron's are gone.
+    assert runs and all(run["expected_start_time"][14:] == "00:00Z" for run in runs), runs
+    assert {run["created_by"]["display_value"] for run in runs} == {"IntervalSchedule"}

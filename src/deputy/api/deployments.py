@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Annotated, Any
 
-from fastapi import Body, Response, status
+from fastapi import Body, Path, Response, status
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath
+from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath, SettingsDep
 from deputy.api.responses import FastRouter, JSONResponse, json_response
-from deputy.errors import INTEGRITY_CONFLICT, BadRequest, DeputyError
+from deputy.errors import INTEGRITY_CONFLICT, BadRequest, DeputyError, NotFound
 from deputy.schemas.deployments import (
     DeploymentCreate,
     DeploymentFilterBody,
@@ -19,35 +22,55 @@ from deputy.schemas.deployments import (
     DeploymentResponse,
     DeploymentUpdate,
     deployment_to_wire,
+    schedule_to_wire,
 )
 from deputy.schemas.filters import RelatedFilters
 from deputy.schemas.flow_runs import DeploymentFlowRunBulkResponse, FlowRunResponse
+from deputy.schemas.schedules import (
+    DeploymentSchedule,
+    DeploymentScheduleCreate,
+    DeploymentScheduleUpdate,
+)
 from deputy.schemas.workers import DeploymentScheduledRunsBody
 from deputy.services import create_flow_run as runs
-from deputy.services import deployments, workers
+from deputy.services import deployments, schedules, workers
 from deputy.services.common import page_limit, pagination
 
 router = FastRouter(prefix="/deployments", tags=["Deployments"])
 
 MAX_BULK_RUNS = 100
 
+ScheduleIdPath = Annotated[uuid.UUID, Path(alias="schedule_id")]
+
+
+async def _to_wire(conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any]]:
+    """Deployments as answered, each with its schedules (one more statement for all)."""
+    found = await schedules.read_schedules_for(conn, [row.id for row in rows])
+    return [deployment_to_wire(row, found[row.id]) for row in rows]
+
 
 @router.post("/", response_model=DeploymentResponse, status_code=status.HTTP_201_CREATED)
 async def create_deployment(
     body: DeploymentCreate,
     database: DatabaseDep,
+    settings: SettingsDep,
     created_by: CreatedByDep,
 ) -> JSONResponse:
     """Create a deployment, or update the flow's deployment of the same name (200)."""
+    horizon = schedules.Horizon.from_settings(settings)
     async with database.write() as conn:
-        row, created = await deployments.create_deployment(conn, body, created_by)
-    return json_response(deployment_to_wire(row), status_code=201 if created else 200)
+        row, created = await deployments.create_deployment(conn, body, created_by, horizon)
+        (answer,) = await _to_wire(conn, [row])
+    return json_response(answer, status_code=201 if created else 200)
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def update_deployment(id: IdPath, body: DeploymentUpdate, database: DatabaseDep) -> Response:
+async def update_deployment(
+    id: IdPath, body: DeploymentUpdate, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    horizon = schedules.Horizon.from_settings(settings)
     async with database.write() as conn:
-        await deployments.update_deployment(conn, id, body)
+        await deployments.update_deployment(conn, id, body, horizon)
     return Response(status_code=204)
 
 
@@ -57,14 +80,16 @@ async def read_deployment_by_name(
 ) -> JSONResponse:
     async with database.read() as conn:
         row = await deployments.read_deployment_by_name(conn, flow_name, deployment_name)
-    return json_response(deployment_to_wire(row))
+        (answer,) = await _to_wire(conn, [row])
+    return json_response(answer)
 
 
 @router.get("/{id:uuid}", response_model=DeploymentResponse)
 async def read_deployment(id: IdPath, database: DatabaseDep) -> JSONResponse:
     async with database.read() as conn:
         row = await deployments.read_deployment(conn, id)
-    return json_response(deployment_to_wire(row))
+        (answer,) = await _to_wire(conn, [row])
+    return json_response(answer)
 
 
 @router.post("/filter", response_model=list[DeploymentResponse])
@@ -77,7 +102,8 @@ async def read_deployments(
         rows = await deployments.filter_deployments(
             conn, body, sort=body.sort, offset=body.offset, limit=limit
         )
-    return json_response([deployment_to_wire(r) for r in rows])
+        answer = await _to_wire(conn, rows)
+    return json_response(answer)
 
 
 @router.post("/paginate", response_model=DeploymentPaginationResponse)
@@ -91,7 +117,8 @@ async def paginate_deployments(
         rows = await deployments.filter_deployments(
             conn, body, sort=body.sort, offset=(body.page - 1) * limit, limit=limit
         )
-    return json_response(pagination([deployment_to_wire(r) for r in rows], count, limit, body.page))
+        answer = await _to_wire(conn, rows)
+    return json_response(pagination(answer, count, limit, body.page))
 
 
 @router.post("/count")
@@ -108,15 +135,116 @@ async def delete_deployment(id: IdPath, database: DatabaseDep) -> Response:
 
 
 @router.post("/{id:uuid}/pause_deployment")
-async def pause_deployment(id: IdPath, database: DatabaseDep) -> None:
+async def pause_deployment(id: IdPath, database: DatabaseDep, settings: SettingsDep) -> None:
+    """Pause: the auto-scheduled runs still waiting are deleted in the same transaction."""
     async with database.write() as conn:
-        await deployments.set_paused(conn, id, paused=True)
+        await deployments.set_paused(
+            conn, id, paused=True, horizon=schedules.Horizon.from_settings(settings)
+        )
 
 
 @router.post("/{id:uuid}/resume_deployment")
-async def resume_deployment(id: IdPath, database: DatabaseDep) -> None:
+async def resume_deployment(id: IdPath, database: DatabaseDep, settings: SettingsDep) -> None:
+    """Resume: future runs are planned again from now (no backlog of Late runs)."""
     async with database.write() as conn:
-        await deployments.set_paused(conn, id, paused=False)
+        await deployments.set_paused(
+            conn, id, paused=False, horizon=schedules.Horizon.from_settings(settings)
+        )
+
+
+@router.post("/{id:uuid}/schedule")
+async def schedule_deployment(
+    id: IdPath,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    start_time: Annotated[dt.datetime | None, Body()] = None,
+    end_time: Annotated[dt.datetime | None, Body()] = None,
+    min_time: Annotated[float | None, Body(json_schema_extra={"format": "time-delta"})] = None,
+    min_runs: Annotated[int | None, Body()] = None,
+    max_runs: Annotated[int | None, Body()] = None,
+) -> None:
+    """Create the runs of a window (in the past for a backfill), by Prefect's min/max rules;
+    slots that already have a run are left alone."""
+    horizon = schedules.Horizon.from_settings(settings)
+    horizon = schedules.Horizon(
+        min_runs=horizon.min_runs if min_runs is None else min_runs,
+        max_runs=horizon.max_runs if max_runs is None else max_runs,
+        min_time=horizon.min_time if min_time is None else dt.timedelta(seconds=min_time),
+        max_time=horizon.max_time,
+    )
+    async with database.write() as conn:
+        await schedules.schedule_window(
+            conn, id, horizon, start=_utc(start_time), end=_utc(end_time)
+        )
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """A naive time is UTC, as everywhere in Prefect's API."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+@router.get("/{id:uuid}/schedules", response_model=list[DeploymentSchedule])
+async def read_deployment_schedules(id: IdPath, database: DatabaseDep) -> JSONResponse:
+    async with database.read() as conn:
+        await _require_deployment(conn, id)
+        rows = await schedules.read_schedules(conn, id)
+    return json_response([schedule_to_wire(row) for row in rows])
+
+
+@router.post(
+    "/{id:uuid}/schedules",
+    response_model=list[DeploymentSchedule],
+    status_code=status.HTTP_201_CREATED,
+)
+async def create_deployment_schedules(
+    id: IdPath,
+    body: Annotated[list[DeploymentScheduleCreate], Body()],
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Add schedules; their runs are created in the same transaction."""
+    async with database.write() as conn:
+        await _require_deployment(conn, id)
+        rows = await schedules.add_schedules(conn, id, body)
+        await schedules.replan(conn, id, schedules.Horizon.from_settings(settings))
+    return json_response([schedule_to_wire(row) for row in rows], status_code=201)
+
+
+@router.patch("/{id:uuid}/schedules/{schedule_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+async def update_deployment_schedule(
+    id: IdPath,
+    schedule_id: ScheduleIdPath,
+    body: DeploymentScheduleUpdate,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> Response:
+    """Change a schedule; runs that no longer match are replaced in the same transaction."""
+    async with database.write() as conn:
+        await _require_deployment(conn, id)
+        if not await schedules.update_schedule(conn, id, body, schedule_id=schedule_id):
+            raise NotFound(schedules.SCHEDULE_NOT_FOUND)
+        await schedules.replan(conn, id, schedules.Horizon.from_settings(settings))
+    return Response(status_code=204)
+
+
+@router.delete("/{id:uuid}/schedules/{schedule_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_deployment_schedule(
+    id: IdPath, schedule_id: ScheduleIdPath, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    """Delete a schedule and, as Prefect does, the auto-scheduled runs still waiting (then
+    the other schedules' future runs are planned again)."""
+    async with database.write() as conn:
+        await _require_deployment(conn, id)
+        if not await schedules.delete_schedule(conn, id, schedule_id):
+            raise NotFound(schedules.SCHEDULE_NOT_FOUND)
+        await schedules.replan(conn, id, schedules.Horizon.from_settings(settings), clear_late=True)
+    return Response(status_code=204)
+
+
+async def _require_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
+    await deployments.read_deployment(conn, deployment_id, not_found=schedules.DEPLOYMENT_NOT_FOUND)
 
 
 @router.post(

@@ -178,6 +178,28 @@ deployment = Table(
     Index(None, "created"),
 )
 
+deployment_schedule = Table(
+    "deployment_schedule",
+    metadata,
+    *_base_columns(),
+    Column(
+        "deployment_id",
+        Uuid,
+        ForeignKey("deployment.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("schedule", json_type(), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("max_scheduled_runs", Integer),
+    Column("parameters", json_type(), nullable=False, server_default="{}"),
+    Column("slug", String),
+    # Ours: when the scheduler must next look at this schedule (null: never again until it
+    # is edited). An idle scheduler pass is one range scan of this index.
+    Column("refill_at", Timestamp, index=True),
+    UniqueConstraint("deployment_id", "slug"),
+)
+
 task_run = Table(
     "task_run",
     metadata,
@@ -252,6 +274,16 @@ flow_run = Table(
     Column("end_time", Timestamp),
     Column("total_run_time", Float, nullable=False, server_default="0"),
     UniqueConstraint("flow_id", "idempotency_key"),
+    # Exactly one auto-scheduled run per deployment and slot, whichever schedule (or
+    # scheduler process) proposes it; also the scheduler's index for a deployment's runs.
+    Index(
+        "uq_flow_run__auto_scheduled_slot",
+        "deployment_id",
+        "expected_start_time",
+        unique=True,
+        sqlite_where=text("auto_scheduled"),
+        postgresql_where=text("auto_scheduled"),
+    ),
     Index(None, "state_type", "next_scheduled_start_time"),
     Index(None, "work_queue_id", "state_type", "next_scheduled_start_time"),
     Index(None, "expected_start_time"),

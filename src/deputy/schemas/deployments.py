@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from deputy.schemas.core import CreatedBy, FlowRunPolicy, KeyValueLabels, StateCreate, UpdatedBy
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
+from deputy.schemas.schedules import (
+    DeploymentSchedule,
+    DeploymentScheduleCreate,
+    DeploymentScheduleUpdate,
+)
 
 #: Largest request parameters accepted, as compact JSON (Prefect's ``max_parameter_size``).
 MAX_PARAMETER_BYTES = 524_288
@@ -88,8 +94,6 @@ class _DeploymentFields(BaseModel):
     version: str | None = None
     description: str | None = None
     paused: bool = False
-    #: Schedules arrive with a later issue; until then only an empty list is accepted.
-    schedules: list[dict[str, Any]] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, gt=0)
     concurrency_options: ConcurrencyOptions | None = None
     global_concurrency_limit_id: uuid.UUID | None = None
@@ -109,6 +113,7 @@ class DeploymentCreate(_DeploymentFields):
     #: Prefect's banned characters; "" is allowed. (Prefect answers 500 for a banned one.)
     name: str = Field(pattern=r"^[^/%&><]*$")
     flow_id: uuid.UUID
+    schedules: list[DeploymentScheduleCreate] = Field(default_factory=list)
     enforce_parameter_schema: bool = True
     parameter_openapi_schema: dict[str, Any] | None = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -138,6 +143,7 @@ class DeploymentCreate(_DeploymentFields):
 
 
 class DeploymentUpdate(_DeploymentFields):
+    schedules: list[DeploymentScheduleUpdate] = Field(default_factory=list)
     parameters: dict[str, Any] | None = None
     job_variables: dict[str, Any] | None = None
     enforce_parameter_schema: bool | None = None
@@ -173,7 +179,7 @@ class DeploymentResponse(BaseModel):
     description: str | None = None
     flow_id: uuid.UUID
     paused: bool = False
-    schedules: list[dict[str, Any]] = Field(default_factory=list)
+    schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = None
     global_concurrency_limit: GlobalConcurrencyLimitResponse | None = None
     concurrency_options: ConcurrencyOptions | None = None
@@ -244,8 +250,28 @@ class DeploymentFlowRunCreate(BaseModel):
         return "" if value is None else value
 
 
-def deployment_to_wire(row: Any) -> dict[str, Any]:
-    """A deployment row joined with its queue, pool and concurrency limit, as Prefect answers."""
+def schedule_to_wire(row: Any) -> dict[str, Any]:
+    """A ``deployment_schedule`` row (or its insert values) as Prefect answers it."""
+    get = row.get if isinstance(row, dict) else row._mapping.get
+    return {
+        key: get(key)
+        for key in (
+            "id",
+            "created",
+            "updated",
+            "deployment_id",
+            "schedule",
+            "active",
+            "max_scheduled_runs",
+            "parameters",
+            "slug",
+        )
+    }
+
+
+def deployment_to_wire(row: Any, schedules: Sequence[Any] = ()) -> dict[str, Any]:
+    """A deployment row joined with its queue, pool and concurrency limit, as Prefect answers,
+    with its schedule rows."""
     limit = None
     if row.gcl_id is not None:
         limit = {
@@ -267,7 +293,7 @@ def deployment_to_wire(row: Any) -> dict[str, Any]:
         "description": row.description,
         "flow_id": row.flow_id,
         "paused": row.paused,
-        "schedules": [],
+        "schedules": [schedule_to_wire(schedule) for schedule in schedules],
         "concurrency_limit": None,
         "global_concurrency_limit": limit,
         "concurrency_options": row.concurrency_options,

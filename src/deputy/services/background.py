@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from deputy.db.engine import Database
-from deputy.services import late_runs, leases, workers
+from deputy.services import late_runs, leases, schedules, workers
 from deputy.services.common import now
 from deputy.settings import Settings
 
@@ -50,7 +50,13 @@ def loops(settings: Settings) -> list[Loop]:
             offline = await workers.mark_offline_workers(conn, moment)
             return offline + await workers.mark_unpolled_not_ready(conn, moment)
 
+    horizon = schedules.Horizon.from_settings(settings)
+
+    async def scheduler(database: Database) -> int:
+        return await schedules.run_scheduler(database, horizon, batch=BATCH_SIZE)
+
     return [
+        Loop("scheduler", settings.scheduler_interval_seconds, scheduler),
         Loop("late runs", settings.late_runs_interval_seconds, late),
         Loop("concurrency lease reaper", settings.lease_reaper_interval_seconds, expired_leases),
         Loop("worker status", settings.worker_status_interval_seconds, statuses),

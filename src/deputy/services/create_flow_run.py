@@ -173,12 +173,7 @@ async def create_flow_run_for(
             else DEFAULT_POLICY
         ),
         tags=_union(deployment.tags, body.tags),
-        labels={
-            **(deployment.labels or {}),
-            "prefect.flow.id": str(deployment.flow_id),
-            "prefect.deployment.id": str(deployment.id),
-            **(body.labels or {}),
-        },
+        labels=deployment_run_labels(deployment, body.labels),
         created_by=created_by,
         job_variables=body.job_variables if body.job_variables is not None else {},
         infrastructure_document_id=(
@@ -203,6 +198,16 @@ async def create_flow_run_for(
         pool_name=pool_name,
         event_names=names,
     )
+
+
+def deployment_run_labels(deployment: Any, requested: dict[str, Any] | None) -> dict[str, Any]:
+    """A deployment's run labels: the deployment's, then the system ids, then the request's."""
+    return {
+        **(deployment.labels or {}),
+        "prefect.flow.id": str(deployment.flow_id),
+        "prefect.deployment.id": str(deployment.id),
+        **(requested or {}),
+    }
 
 
 def new_run_row(timestamp: dt.datetime, **fields: Any) -> dict[str, Any]:

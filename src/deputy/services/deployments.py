@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.db.filter_sql import deployment_where
-from deputy.errors import Conflict, NotFound, Unprocessable, integrity_conflict
+from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.schemas.core import StateType
 from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
-from deputy.services import work_pools
+from deputy.services import schedules, work_pools
 from deputy.services.common import now
 from deputy.services.hydration import DEPLOYMENT_PREFIX
 from deputy.services.job_variables import (
@@ -136,11 +136,6 @@ async def _check_block(conn: AsyncConnection, block_id: uuid.UUID | None, kind: 
         )
 
 
-def _refuse_schedules(schedules: list[Any] | None) -> None:
-    if schedules:
-        raise Unprocessable("Deployment schedules are not supported by this server yet.")
-
-
 async def _check_global_limit(conn: AsyncConnection, limit_id: uuid.UUID | None) -> None:
     if limit_id is None:
         return
@@ -189,10 +184,14 @@ async def _set_concurrency_limit(
 
 
 async def create_deployment(
-    conn: AsyncConnection, body: DeploymentCreate, created_by: dict[str, Any] | None
+    conn: AsyncConnection,
+    body: DeploymentCreate,
+    created_by: dict[str, Any] | None,
+    horizon: schedules.Horizon,
 ) -> tuple[Any, bool]:
-    """Create the deployment, or update the one with the same flow and name; True if created."""
-    _refuse_schedules(body.schedules)
+    """Create the deployment, or update the one with the same flow and name; True if created.
+    Its schedules become the body's (none if it sends none, as in Prefect) and its future
+    runs are planned in the same transaction."""
     fields = body.model_fields_set
     await _validate_job_variables(conn, body.work_pool_name, body.job_variables)
     queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
@@ -253,14 +252,20 @@ async def create_deployment(
     inserted = (await conn.execute(statement)).one()
     if "concurrency_limit" in fields:
         await _set_concurrency_limit(conn, inserted.id, body.concurrency_limit)
+    await schedules.replace_schedules(conn, inserted.id, body.schedules)
+    await schedules.replan(conn, inserted.id, horizon)
     return await read_deployment(conn, inserted.id), inserted.created == timestamp
 
 
 async def update_deployment(
-    conn: AsyncConnection, deployment_id: uuid.UUID, body: DeploymentUpdate
+    conn: AsyncConnection,
+    deployment_id: uuid.UUID,
+    body: DeploymentUpdate,
+    horizon: schedules.Horizon,
 ) -> None:
-    """PATCH: only the fields sent change; parameters are re-validated when enforcing."""
-    _refuse_schedules(body.schedules)
+    """PATCH: only the fields sent change; parameters are re-validated when enforcing; the
+    schedules change by Prefect's slug rules; future runs are re-planned in the same
+    transaction."""
     existing = await read_deployment(conn, deployment_id, not_found="Deployment not found.")
     fields = body.model_fields_set
     special = (
@@ -323,6 +328,10 @@ async def update_deployment(
     )
     if "concurrency_limit" in fields:
         await _set_concurrency_limit(conn, deployment_id, body.concurrency_limit)
+    await schedules.apply_deployment_schedules(
+        conn, deployment_id, body.schedules if "schedules" in fields else None
+    )
+    await schedules.replan(conn, deployment_id, horizon)
 
 
 async def delete_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
@@ -374,7 +383,11 @@ async def count_deployments(conn: AsyncConnection, filters: RelatedFilters) -> i
     return int((await conn.execute(query)).scalar_one())
 
 
-async def set_paused(conn: AsyncConnection, deployment_id: uuid.UUID, paused: bool) -> None:
+async def set_paused(
+    conn: AsyncConnection, deployment_id: uuid.UUID, paused: bool, horizon: schedules.Horizon
+) -> None:
+    """Pausing deletes the auto-scheduled runs still waiting (late ones too, as Prefect);
+    resuming plans them again from now, so no burst of Late runs follows."""
     result = await conn.execute(
         update(t.deployment)
         .where(t.deployment.c.id == deployment_id)
@@ -382,3 +395,4 @@ async def set_paused(conn: AsyncConnection, deployment_id: uuid.UUID, paused: bo
     )
     if result.rowcount == 0:
         raise NotFound(DEPLOYMENT_NOT_FOUND)
+    await schedules.replan(conn, deployment_id, horizon, clear_late=paused)
