@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
 import httpx
 from sqlalchemy import insert
 
+from databases import DatabaseBackends
 from deputy.db import tables as t
 from deputy.db.engine import Database
 from factories import create_deployment, create_flow, create_work_pool, unique
@@ -315,6 +317,34 @@ async def test_estimated_start_time_delta_is_lateness(client: httpx.AsyncClient)
     assert await delta("running") == 0.0  # started on time
     assert await delta("done") == 0.0  # terminal
     assert 0.0 < await delta("pending") < 60  # not started, expected just now
+
+
+async def test_parameters_orjson_cannot_write_are_read_back_as_sent(
+    client: httpx.AsyncClient, test_databases: DatabaseBackends
+) -> None:
+    """Integers beyond 64 bits, nesting deeper than orjson writes and lone surrogates come back
+    exactly; the rest of the body keeps its usual form (times end in ``Z``)."""
+    deep: list[Any] = []
+    for _ in range(260):
+        deep = [deep]
+    parameters: dict[str, Any] = {"big": 2**70, "low": -(2**64), "deep": deep, "text": "é\u2603"}
+    if not test_databases.is_postgres:  # PostgreSQL's JSON refuses lone surrogates
+        parameters["odd"] = "\ud800"
+    deployment = await create_deployment(client)
+    created = await client.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        content=json.dumps({"parameters": parameters}).encode(),  # the surrogate as an escape
+        headers={"content-type": "application/json"},
+    )
+    assert created.status_code == 201, created.text
+    run = created.json()
+    read = await client.get(f"/flow_runs/{run['id']}")
+    listed = await client.post(
+        "/flow_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}
+    )
+    for body in (run, read.json(), listed.json()[0]):
+        assert body["parameters"] == parameters
+        assert body["created"].endswith("Z") and "T" in body["created"]
 
 
 async def test_unknown_run_is_404_and_malformed_id_is_not_found(client: httpx.AsyncClient) -> None:

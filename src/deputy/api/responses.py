@@ -25,10 +25,43 @@ def _default(value: Any) -> Any:
 def dumps(content: Any) -> bytes:
     try:
         return orjson.dumps(content, option=_OPTIONS, default=_default)
-    except (TypeError, orjson.JSONEncodeError):
-        # Integers beyond 64 bits or nesting beyond orjson's depth: the standard library
-        # writes what it can parse, so every body a client may send can be echoed back.
-        return json.dumps(content, default=_default, separators=(",", ":")).encode()
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits, nesting beyond orjson's depth or strings with lone
+        # surrogates, all from documents clients sent: the standard library writes those
+        # values (it writes whatever it parsed, so every body a client may send can be echoed
+        # back) and orjson the rest, so times keep their form and fragments their text.
+        return orjson.dumps(_refused_as_fragments(content), option=_OPTIONS, default=_default)
+
+
+#: The integers orjson writes.
+_ORJSON_INTEGERS = range(-(2**63), 2**64)
+#: Containers nested deeper than this are written by the standard library (orjson stops at
+#: 254 levels).
+_ORJSON_DEPTH = 200
+
+
+def _refused_as_fragments(value: Any, depth: int = 0) -> Any:
+    """``value`` with what orjson refuses replaced by fragments the standard library wrote."""
+    if isinstance(value, dict):
+        if depth >= _ORJSON_DEPTH:
+            return _standard_fragment(value)
+        return {key: _refused_as_fragments(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if depth >= _ORJSON_DEPTH:
+            return _standard_fragment(value)
+        return [_refused_as_fragments(item, depth + 1) for item in value]
+    if isinstance(value, int) and value not in _ORJSON_INTEGERS:
+        return orjson.Fragment(str(value))
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return _standard_fragment(value)
+    return value
+
+
+def _standard_fragment(value: Any) -> orjson.Fragment:
+    return orjson.Fragment(json.dumps(value, default=_default, separators=(",", ":")))
 
 
 class JSONResponse(starlette.responses.JSONResponse):

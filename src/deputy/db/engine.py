@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from deputy.db.types import read_json
 from deputy.settings import Settings
 
 T = TypeVar("T")
@@ -57,10 +58,7 @@ def _json_deserializer(value: Any) -> Any:
     affinity); everything else is JSON text."""
     if isinstance(value, (int, float)):
         return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return json.loads(value)
+    return read_json(value)
 
 
 class SqliteConnection:

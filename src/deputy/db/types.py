@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, Dialect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -45,3 +48,22 @@ class Timestamp(TypeDecorator[dt.datetime]):
 def json_type(*, nullable: bool = False) -> TypeEngine[Any]:
     """JSON text on SQLite, JSONB on PostgreSQL; ``None`` is SQL NULL when ``nullable``."""
     return JSON(none_as_null=nullable).with_variant(JSONB(none_as_null=nullable), "postgresql")
+
+
+#: 19 digits in a row may be an integer beyond 64 bits, which orjson would read as a float.
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def read_json(text: str) -> Any:
+    """A JSON column's text as Python values, integers beyond 64 bits exact.
+
+    orjson when it reads the text exactly; the standard library for text with a long run of
+    digits (orjson turns such integers into floats) or that orjson refuses. Such documents
+    were written by the standard library too (see ``_json_serializer`` in engine.py).
+    """
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
