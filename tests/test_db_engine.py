@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -100,3 +103,30 @@ async def test_every_writer_is_answered_after_its_commit(
             await other.dispose()
 
     assert await asyncio.gather(*(write(i) for i in range(writers))) == list(range(writers))
+
+
+async def test_commits_reach_the_database_file_without_waiting_for_sqlites_threshold(
+    database: Database, settings: Settings, tmp_path: Path, sqlite_only: None
+) -> None:
+    """The checkpoint thread copies committed pages from the WAL into the main file soon
+    after a commit (SQLite alone would wait for its 10,000-page safety net): a copy of the
+    file without its WAL already holds the row."""
+    async with database.write() as conn:
+        await conn.execute(
+            t.variable.insert().values(
+                id=uuid.uuid4(), name="copied", value=1, tags=[], created=now(), updated=now()
+            )
+        )
+    source = Path(settings.resolved_database_url().removeprefix("sqlite:///"))
+    copy = tmp_path / "copy.db"
+
+    def copied_names() -> list[str]:
+        shutil.copyfile(source, copy)  # the main file only: no -wal beside the copy
+        with sqlite3.connect(copy) as connection:
+            return [name for (name,) in connection.execute("SELECT name FROM variable")]
+
+    for _ in range(100):
+        if copied_names() == ["copied"]:
+            break
+        await asyncio.sleep(0.02)
+    assert copied_names() == ["copied"]
