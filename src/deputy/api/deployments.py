@@ -49,6 +49,57 @@ async def _to_wire(conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any
     return [deployment_to_wire(row, found[row.id]) for row in rows]
 
 
+# The hot path first: routes are matched in order.
+@router.post(
+    "/{id:uuid}/create_flow_run",
+    response_model=FlowRunResponse,
+    status_code=status.HTTP_201_CREATED,
+)
+async def create_flow_run_from_deployment(
+    id: IdPath,
+    body: DeploymentFlowRunCreate,
+    database: DatabaseDep,
+    created_by: CreatedByDep,
+) -> JSONResponse:
+    """Create a flow run from a deployment: 201 new, 200 for a replayed idempotency key."""
+    async with database.write() as conn:
+        result = await runs.create_flow_run_from_deployment(conn, id, body, created_by=created_by)
+    return json_response(result.body, status_code=201 if result.created else 200)
+
+
+@router.post("/{id:uuid}/create_flow_run/bulk", response_model=DeploymentFlowRunBulkResponse)
+async def create_flow_runs_from_deployment(
+    id: IdPath,
+    database: DatabaseDep,
+    body: Annotated[list[DeploymentFlowRunCreate], Body()],
+    created_by: CreatedByDep,
+) -> JSONResponse:
+    """Up to 100 runs in one transaction; each item succeeds or fails on its own, in order."""
+    if len(body) > MAX_BULK_RUNS:
+        raise BadRequest(f"Cannot create more than {MAX_BULK_RUNS} flow runs at once.")
+    results: list[dict[str, Any]] = []
+    async with database.write() as conn:
+        deployment = await runs.read_deployment_for_runs(conn, id)
+        for item in body:
+            try:
+                async with conn.begin_nested():
+                    result = await runs.create_flow_run_for(
+                        conn, deployment, item, created_by=created_by
+                    )
+            except DeputyError as error:
+                results.append(_bulk_failure(error.message))
+                continue
+            except IntegrityError:
+                results.append(_bulk_failure(INTEGRITY_CONFLICT))
+                continue
+            results.append({"flow_run_id": result.body["id"], "status": "CREATED", "error": None})
+    return json_response({"results": results})
+
+
+def _bulk_failure(message: str) -> dict[str, Any]:
+    return {"flow_run_id": None, "status": "FAILED", "error": message}
+
+
 @router.post("/", response_model=DeploymentResponse, status_code=status.HTTP_201_CREATED)
 async def create_deployment(
     body: DeploymentCreate,
@@ -245,56 +296,6 @@ async def delete_deployment_schedule(
 
 async def _require_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
     await deployments.read_deployment(conn, deployment_id, not_found=schedules.DEPLOYMENT_NOT_FOUND)
-
-
-@router.post(
-    "/{id:uuid}/create_flow_run",
-    response_model=FlowRunResponse,
-    status_code=status.HTTP_201_CREATED,
-)
-async def create_flow_run_from_deployment(
-    id: IdPath,
-    body: DeploymentFlowRunCreate,
-    database: DatabaseDep,
-    created_by: CreatedByDep,
-) -> JSONResponse:
-    """Create a flow run from a deployment: 201 new, 200 for a replayed idempotency key."""
-    async with database.write() as conn:
-        result = await runs.create_flow_run_from_deployment(conn, id, body, created_by=created_by)
-    return json_response(result.body, status_code=201 if result.created else 200)
-
-
-@router.post("/{id:uuid}/create_flow_run/bulk", response_model=DeploymentFlowRunBulkResponse)
-async def create_flow_runs_from_deployment(
-    id: IdPath,
-    database: DatabaseDep,
-    body: Annotated[list[DeploymentFlowRunCreate], Body()],
-    created_by: CreatedByDep,
-) -> JSONResponse:
-    """Up to 100 runs in one transaction; each item succeeds or fails on its own, in order."""
-    if len(body) > MAX_BULK_RUNS:
-        raise BadRequest(f"Cannot create more than {MAX_BULK_RUNS} flow runs at once.")
-    results: list[dict[str, Any]] = []
-    async with database.write() as conn:
-        deployment = await runs.read_deployment_for_runs(conn, id)
-        for item in body:
-            try:
-                async with conn.begin_nested():
-                    result = await runs.create_flow_run_for(
-                        conn, deployment, item, created_by=created_by
-                    )
-            except DeputyError as error:
-                results.append(_bulk_failure(error.message))
-                continue
-            except IntegrityError:
-                results.append(_bulk_failure(INTEGRITY_CONFLICT))
-                continue
-            results.append({"flow_run_id": result.body["id"], "status": "CREATED", "error": None})
-    return json_response({"results": results})
-
-
-def _bulk_failure(message: str) -> dict[str, Any]:
-    return {"flow_run_id": None, "status": "FAILED", "error": message}
 
 
 @router.post("/get_scheduled_flow_runs", response_model=list[FlowRunResponse])
