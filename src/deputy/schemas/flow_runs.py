@@ -145,18 +145,26 @@ def state_to_wire(state: Any) -> dict[str, Any]:
     }
 
 
+def _moment(value: dt.datetime | str | None) -> dt.datetime | None:
+    """A row's time as a datetime: rows read for the wire hold it as the answered text
+    (``...Z``, see :mod:`deputy.db.wire_rows`), decoded rows and new rows as a datetime."""
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def estimated_run_time(run: Any, now: dt.datetime) -> float:
     """Run time so far: the stored total plus the current RUNNING stretch."""
     total: float = run["total_run_time"] or 0.0
-    if run["state_type"] == StateType.RUNNING and run["state_timestamp"] is not None:
-        total += max((now - run["state_timestamp"]).total_seconds(), 0.0)
+    if run["state_type"] == StateType.RUNNING:
+        since = _moment(run["state_timestamp"])
+        if since is not None:
+            total += max((now - since).total_seconds(), 0.0)
     return total
 
 
 def estimated_start_time_delta(run: Any, now: dt.datetime) -> float:
     """How late the run started, or is so far when it has not started yet."""
-    expected: dt.datetime | None = run["expected_start_time"]
-    started: dt.datetime | None = run["start_time"]
+    expected = _moment(run["expected_start_time"])
+    started = _moment(run["start_time"])
     if expected is None:
         return 0.0
     if started is not None:

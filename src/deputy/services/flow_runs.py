@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, delete, func, nulls_last, select, update
+from sqlalchemy import Select, bindparam, delete, func, nulls_last, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.filter_sql import flow_run_where
+from deputy.db.wire_rows import WireSelect
 from deputy.errors import BadRequest, NotFound, ObjectNotFound
 from deputy.schemas.core import StateType, canonical_details, dump_policy
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
@@ -58,33 +61,40 @@ def flow_run_query() -> Select[Any]:
     )
 
 
-def row_to_wire(row: Any, timestamp: Any = None) -> dict[str, Any]:
-    mapping = row._mapping
+#: :func:`flow_run_query`'s rows read for the wire (see :mod:`deputy.db.wire_rows`); the
+#: JSON that ``flow_run_to_wire`` merges with defaults is read as Python values.
+FLOW_RUN_ROWS = WireSelect(flow_run_query(), parsed=("empirical_policy", "state__state_details"))
+_READ_FLOW_RUN = FLOW_RUN_ROWS.refined(lambda query: query.where(_run.id == bindparam("id")))
+
+
+def row_to_wire(run: Mapping[str, Any], timestamp: dt.datetime | None = None) -> dict[str, Any]:
+    """A row of :func:`flow_run_query` (decoded, or read by :data:`FLOW_RUN_ROWS`) as a
+    FlowRunResponse."""
     state = None
-    if mapping["state__id"] is not None:
-        state = {name: mapping[f"state__{name}"] for name in _STATE_FIELDS}
+    if run["state__id"] is not None:
+        state = {name: run[f"state__{name}"] for name in _STATE_FIELDS}
     return flow_run_to_wire(
-        mapping,
+        run,
         state,
-        queue_name=mapping["queue__name"],
-        pool_id=mapping["pool__id"],
-        pool_name=mapping["pool__name"],
+        queue_name=run["queue__name"],
+        pool_id=run["pool__id"],
+        pool_name=run["pool__name"],
         now=timestamp or now(),
     )
 
 
 async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> dict[str, Any]:
-    row = (await conn.execute(flow_run_query().where(_run.id == flow_run_id))).first()
-    if row is None:
+    rows = await _READ_FLOW_RUN.rows(conn, {"id": flow_run_id})
+    if not rows:
         raise NotFound(FLOW_RUN_NOT_FOUND)
-    return row_to_wire(row)
+    return row_to_wire(rows[0])
 
 
 async def read_flow_run_by_idempotency_key(
     conn: AsyncConnection, flow_id: uuid.UUID, key: str
 ) -> dict[str, Any]:
     query = flow_run_query().where(_run.flow_id == flow_id, _run.idempotency_key == key)
-    return row_to_wire((await conn.execute(query)).one())
+    return row_to_wire((await conn.execute(query)).one()._mapping)
 
 
 async def filter_flow_runs(
@@ -95,15 +105,17 @@ async def filter_flow_runs(
     offset: int,
     limit: int,
 ) -> list[dict[str, Any]]:
-    query = (
-        flow_run_query()
-        .where(*flow_run_where(filters))
-        .order_by(*_SORTS[sort], _run.id.desc())
-        .offset(offset)
-        .limit(limit)
+    conditions = flow_run_where(filters)
+    page = FLOW_RUN_ROWS.refined(
+        lambda query: (
+            query.where(*conditions)
+            .order_by(*_SORTS[sort], _run.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
     )
     timestamp = now()
-    return [row_to_wire(row, timestamp) for row in await conn.execute(query)]
+    return [row_to_wire(row, timestamp) for row in await page.rows(conn)]
 
 
 async def count_flow_runs(conn: AsyncConnection, filters: RelatedFilters) -> int:

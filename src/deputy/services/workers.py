@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Subquery,
     and_,
     bindparam,
     case,
@@ -59,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict, is_postgres
+from deputy.db.wire_rows import WireSelect
 from deputy.errors import NotFound
 from deputy.schemas.core import StateType
 from deputy.schemas.filters import Operator
@@ -70,7 +72,7 @@ from deputy.schemas.workers import (
     core_flow_run_to_wire,
 )
 from deputy.services.common import now as utc_now
-from deputy.services.flow_runs import flow_run_query, row_to_wire
+from deputy.services.flow_runs import FLOW_RUN_ROWS, row_to_wire
 from deputy.services.work_pools import LAST_POLLED_TIMEOUT, pool_not_found, queue_not_found
 
 WORKER_NOT_FOUND = "Worker not found."
@@ -411,31 +413,35 @@ def _scheduled_runs_query(has_before: bool, has_after: bool) -> Select[Any]:
     )
 
 
+#: The state's details are merged with defaults by the wire builder: read as Python values.
+_PARSED_JSON = ("state__state_details",)
+
+
 @functools.cache
-def _same_priority_runs_query(has_before: bool, has_after: bool) -> Select[Any]:
+def _same_priority_runs(has_before: bool, has_after: bool) -> WireSelect:
     """SCHEDULED runs of queues that share one priority, earliest first, with their state.
 
     Without the queue join and the priority in ORDER BY, SQLite and PostgreSQL read the runs
     in order from ``ix_flow_run__work_queue_id_state_type_next_scheduled_start_time`` and stop
     at the limit, instead of sorting every scheduled run of the pool.
     """
-    return (
-        select(t.flow_run, *_STATE_COLUMNS)
-        .select_from(t.flow_run)
-        .outerjoin(t.flow_run_state, state.id == run.state_id)
-        .where(*_scheduled_conditions(has_before, has_after))
-        # No tie-break on id: it would make SQLite sort every run sharing a time before it
-        # can stop at the limit. Ties come in index order.
-        .order_by(run.next_scheduled_start_time)
-        .limit(bindparam("limit", type_=Integer))
+    return WireSelect(select(t.flow_run, *_STATE_COLUMNS), parsed=_PARSED_JSON).refined(
+        lambda query: (
+            query.select_from(t.flow_run)
+            .outerjoin(t.flow_run_state, state.id == run.state_id)
+            .where(*_scheduled_conditions(has_before, has_after))
+            # No tie-break on id: it would make SQLite sort every run sharing a time before
+            # it can stop at the limit. Ties come in index order.
+            .order_by(run.next_scheduled_start_time)
+            .limit(bindparam("limit", type_=Integer))
+        )
     )
 
 
-def _capped_runs_query(
-    has_before: bool, has_after: bool, caps: dict[uuid.UUID, int]
-) -> Select[Any]:
-    """As :func:`_scheduled_runs_query`, with at most ``caps[queue]`` runs (the earliest) of
-    each capped queue: the queues' free concurrency slots."""
+@functools.cache
+def _capped_runs(has_before: bool, has_after: bool) -> tuple[WireSelect, Subquery]:
+    """As :func:`_scheduled_runs_query`, the runs ranked by time within their queue; the caps
+    are added by :func:`_capped_runs_query`."""
     ranked = (
         select(
             t.flow_run,
@@ -450,6 +456,23 @@ def _capped_runs_query(
         .subquery("ranked")
     )
     r = ranked.c
+    run_columns = [r[c.name] for c in t.flow_run.c]
+    runs = WireSelect(select(*run_columns, *_STATE_COLUMNS), parsed=_PARSED_JSON).refined(
+        lambda query: (
+            query.select_from(ranked)
+            .outerjoin(t.flow_run_state, state.id == r.state_id)
+            .order_by(r.queue__priority, r.next_scheduled_start_time, r.id)
+            .limit(bindparam("limit", type_=Integer))
+        )
+    )
+    return runs, ranked
+
+
+def _capped_runs_query(has_before: bool, has_after: bool, caps: dict[uuid.UUID, int]) -> WireSelect:
+    """As :func:`_scheduled_runs_query`, with at most ``caps[queue]`` runs (the earliest) of
+    each capped queue: the queues' free concurrency slots."""
+    runs, ranked = _capped_runs(has_before, has_after)
+    r = ranked.c
     within_caps = or_(
         r.work_queue_id.not_in(list(caps)),
         *(
@@ -457,15 +480,7 @@ def _capped_runs_query(
             for queue_id, cap in caps.items()
         ),
     )
-    run_columns = [r[c.name] for c in t.flow_run.c]
-    return (
-        select(*run_columns, *_STATE_COLUMNS)
-        .select_from(ranked)
-        .outerjoin(t.flow_run_state, state.id == r.state_id)
-        .where(within_caps)
-        .order_by(r.queue__priority, r.next_scheduled_start_time, r.id)
-        .limit(bindparam("limit", type_=Integer))
-    )
+    return runs.refined(lambda query: query.where(within_caps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,39 +569,36 @@ async def _scheduled_runs(
         bounds["before"] = before
     if has_after:
         bounds["after"] = after
+    run_rows: list[Mapping[str, Any]]
     if caps:
-        query = _capped_runs_query(has_before, has_after, caps)
         parameters = {"queue_ids": [q.id for q in queues], "limit": limit, **bounds}
-        rows = list(await conn.execute(query, parameters))
+        run_rows = await _capped_runs_query(has_before, has_after, caps).rows(conn, parameters)
     else:
         # Queue by queue in priority order (queues sharing a priority together, by time),
         # each an ordered index scan that stops at what is still needed.
-        rows = []
+        run_rows = []
         by_priority: dict[int, list[uuid.UUID]] = {}
         for queue in queues:
             by_priority.setdefault(queue.priority, []).append(queue.id)
         for priority in sorted(by_priority):
             parameters = {
                 "queue_ids": by_priority[priority],
-                "limit": limit - len(rows),
+                "limit": limit - len(run_rows),
                 **bounds,
             }
-            rows.extend(
-                await conn.execute(_same_priority_runs_query(has_before, has_after), parameters)
-            )
-            if len(rows) >= limit:
+            run_rows.extend(await _same_priority_runs(has_before, has_after).rows(conn, parameters))
+            if len(run_rows) >= limit:
                 break
     results = []
-    for row in rows:
-        mapping = row._mapping
+    for row in run_rows:
         current = None
-        if mapping["state__id"] is not None:
-            current = {f: mapping[f"state__{f}"] for f in _STATE_FIELDS}
+        if row["state__id"] is not None:
+            current = {f: row[f"state__{f}"] for f in _STATE_FIELDS}
         results.append(
             {
                 "work_pool_id": poll.pool_id,
-                "work_queue_id": mapping["work_queue_id"],
-                "flow_run": core_flow_run_to_wire(mapping, current, timestamp),
+                "work_queue_id": row["work_queue_id"],
+                "flow_run": core_flow_run_to_wire(row, current, timestamp),
             }
         )
     return results
@@ -608,15 +620,17 @@ async def get_scheduled_flow_runs_for_deployments(
     Two statements."""
     timestamp = utc_now()
     known = select(dep.id).where(dep.id.in_(deployment_ids))
-    query = (
-        flow_run_query()
-        .where(run.deployment_id.in_(known), run.state_type == StateType.SCHEDULED.value)
-        .order_by(nulls_last(run.next_scheduled_start_time.asc()), run.id.desc())
-        .limit(limit)
-    )
+    conditions = [run.deployment_id.in_(known), run.state_type == StateType.SCHEDULED.value]
     if scheduled_before is not None:
-        query = query.where(run.next_scheduled_start_time <= scheduled_before)
-    results = [row_to_wire(row, timestamp) for row in await conn.execute(query)]
+        conditions.append(run.next_scheduled_start_time <= scheduled_before)
+    runs = FLOW_RUN_ROWS.refined(
+        lambda query: (
+            query.where(*conditions)
+            .order_by(nulls_last(run.next_scheduled_start_time.asc()), run.id.desc())
+            .limit(limit)
+        )
+    )
+    results = [row_to_wire(row, timestamp) for row in await runs.rows(conn)]
     if deployment_ids:
         await conn.execute(
             _MARK_DEPLOYMENTS,
