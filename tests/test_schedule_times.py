@@ -348,6 +348,29 @@ CASES: dict[str, tuple[Schedule, dt.datetime, dt.datetime | None, int, list[dt.d
         4,
         times("2024-01-01T12:00", "2024-01-10T12:00", "2024-01-15T12:00", "2024-01-22T12:00"),
     ),
+    # Years after DTSTART (dateutil is started closer to the window, whole periods later,
+    # which must keep a multi-week or multi-hour step in phase).
+    "rrule every third week, years later": (
+        rrule("DTSTART:20200107T093000\nRRULE:FREQ=WEEKLY;INTERVAL=3;BYDAY=TU,TH", BERLIN),
+        utc(2026, 3, 20),
+        None,
+        4,
+        times("2026-03-24T08:30", "2026-03-26T08:30", "2026-04-14T07:30", "2026-04-16T07:30"),
+    ),
+    "rrule every fifth hour on Saturdays, years later": (
+        rrule("DTSTART:20200101T001500\nRRULE:FREQ=HOURLY;INTERVAL=5;BYDAY=SA", NY),
+        utc(2026, 3, 6),
+        None,
+        6,
+        times(
+            "2026-03-07T07:15",
+            "2026-03-07T12:15",
+            "2026-03-07T17:15",
+            "2026-03-07T22:15",
+            "2026-03-08T03:15",
+            "2026-03-14T08:15",
+        ),
+    ),
     "rrule without DTSTART starts 2020-01-01 local": (
         rrule("FREQ=DAILY;BYHOUR=6", BERLIN),
         utc(2024, 5, 1),

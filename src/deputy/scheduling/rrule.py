@@ -17,11 +17,32 @@ from deputy.schemas.schedules import RRuleSchedule
 
 #: Where a rule without DTSTART starts (a date, as Prefect passes it to dateutil).
 DEFAULT_START = dt.date(2020, 1, 1)
+#: Seconds in one period of the frequencies whose periods all have the same length on the
+#: wall clock (dateutil's constants: WEEKLY 2 ... SECONDLY 6).
+_PERIOD_SECONDS = {2: 7 * 86400, 3: 86400, 4: 3600, 5: 60, 6: 1}
+#: How far before the window a rule moved closer still starts (DST offsets, week periods).
+_MARGIN = dt.timedelta(days=8)
 
 
-def localized_rule(text: str, timezone: str) -> Any:
+def _moved_closer(part: Any, before: dt.datetime) -> Any:
+    """The rule starting at its last period boundary on or before ``before`` (a wall time).
+
+    dateutil walks every period from DTSTART, so an hourly rule from 2020 costs a second per
+    call. Moving DTSTART by whole periods keeps every later occurrence (the BY* defaults it
+    implies are unchanged); rules with COUNT or of varying periods (months, years) are kept.
+    """
+    period = _PERIOD_SECONDS.get(part._freq)
+    if period is None or part._count is not None:
+        return part
+    step = dt.timedelta(seconds=period * part._interval)
+    periods = (before - part._dtstart.replace(tzinfo=None)) // step
+    return part.replace(dtstart=part._dtstart + periods * step) if periods > 0 else part
+
+
+def localized_rule(text: str, timezone: str, after: dt.datetime | None = None) -> Any:
     """The parsed rule (a dateutil ``rrule`` or ``rruleset``) with every date-time in it
-    relabelled, wall time kept, with ``timezone``."""
+    relabelled, wall time kept, with ``timezone``; when only occurrences from the wall time
+    ``after`` on matter, its rules start shortly before it (see ``_moved_closer``)."""
     from dateutil import rrule as rr
     from dateutil.tz import gettz
 
@@ -32,7 +53,8 @@ def localized_rule(text: str, timezone: str) -> Any:
         changes = {"dtstart": part._dtstart.replace(tzinfo=tz)}
         if part._until:
             changes["until"] = part._until.replace(tzinfo=tz)
-        return part.replace(**changes)
+        part = part.replace(**changes)
+        return part if after is None else _moved_closer(part, after - _MARGIN)
 
     if isinstance(rule, rr.rrule):
         return relabel(rule)
@@ -50,7 +72,7 @@ def rrule_times(
     if schedule.timezone is None:
         raise ValueError("An RRule schedule needs a timezone")
     tz = zone(schedule.timezone)
-    rule = localized_rule(schedule.rrule, schedule.timezone)
+    rule = localized_rule(schedule.rrule, schedule.timezone, wall(start.astimezone(tz)))
     last = utc(end) if end is not None else None
     found: dict[dt.datetime, dt.datetime] = {}
     occurrences = rule.xafter(utc(start), count=None, inc=True)

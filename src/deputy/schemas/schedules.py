@@ -133,9 +133,10 @@ def _utc_now() -> dt.datetime:
 class IntervalSchedule(BaseModel):
     """Runs every ``interval`` counted from ``anchor_date``.
 
-    ``timezone`` decides how days are counted: intervals of whole days keep the local wall
-    time across DST changes, shorter ones are exact elapsed time. Without one it is taken
-    from the anchor, which from JSON is always a UTC offset, so it becomes "UTC"."""
+    ``timezone`` decides how days are counted: the days of an interval of a day or more are
+    added on the local wall clock (a daily run keeps its local time across DST changes),
+    shorter intervals are elapsed time. Without one it is taken from the anchor, which from
+    JSON only ever has a UTC offset, so it becomes "UTC"."""
 
     model_config = ConfigDict(extra="forbid", ser_json_timedelta="float")
 
