@@ -305,7 +305,8 @@ def test_journey_9_schedules_from_the_sdk_and_cli(prefect: PrefectEnv, worker: N
     )  # fmt: skip
     assert added.returncode == 0, added.stdout + added.stderr
     slots = [run["expected_start_time"] for run in _auto_runs(prefect, deployment_id)]
-    assert len(slots) == len(set(slots)) and len(slots) >= 6, slots
+    # Three daily and three hourly runs, one slot per time: an hourly run may fall on 09:00.
+    assert len(slots) == len(set(slots)) and len(slots) >= 5, slots
 
     schedules = prefect.python(
         f"""
