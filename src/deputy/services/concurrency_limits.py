@@ -21,10 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Integer, case, cast, delete, extract, func, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from deputy.db import tables as t
@@ -37,6 +36,9 @@ from deputy.schemas.concurrency_limits import (
     ConcurrencyLimitV2Update,
 )
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _limit = t.concurrency_limit_v2.c
 

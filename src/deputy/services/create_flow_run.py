@@ -12,12 +12,11 @@ import datetime as dt
 import functools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import coolname
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.errors import BadRequest, NotFound, integrity_conflict
@@ -37,6 +36,9 @@ from deputy.services.flow_runs import read_flow_run_by_idempotency_key
 from deputy.services.job_variables import validate_job_variables_for_run
 from deputy.services.parameter_schema import enforce_flow_run_parameters
 from deputy.services.parameters import hydrate
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found"
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
@@ -27,6 +26,9 @@ from deputy.services.parameter_schema import (
     validate_deployment_update_parameters,
 )
 from deputy.services.parameters import hydrate
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found"
 AWAITING_CONCURRENCY_SLOT = "AwaitingConcurrencySlot"

@@ -15,19 +15,21 @@ import math
 import random
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import Integer, case, cast, distinct, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.event_filter_sql import event_where
 from deputy.errors import Unprocessable
 from deputy.schemas.events import Countable, EventFilter, EventOrder, TimeUnit
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _event = t.event.c
 _INSERT_RESOURCES = t.event_resource.insert()

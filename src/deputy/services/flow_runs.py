@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, bindparam, delete, func, nulls_last, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.filter_sql import flow_run_where
@@ -19,6 +18,9 @@ from deputy.schemas.filters import FlowRunSort, RelatedFilters
 from deputy.schemas.flow_runs import flow_run_to_wire
 from deputy.services.common import now
 from deputy.services.job_variables import validate_job_variables_for_run
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 FLOW_RUN_NOT_FOUND = "Flow run not found"
 STATE_NOT_FOUND = "Flow run state not found"

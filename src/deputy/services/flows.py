@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
@@ -15,6 +14,9 @@ from deputy.errors import NotFound
 from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 from deputy.schemas.flows import FlowCreate, FlowUpdate
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 FLOW_NOT_FOUND = "Flow not found"
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.errors import DetailError
 from deputy.services import concurrency_limits
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _lease = t.concurrency_lease.c
 _limit = t.concurrency_limit_v2.c

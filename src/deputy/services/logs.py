@@ -13,16 +13,18 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.log_filter_sql import log_filter_clause, log_order
 from deputy.schemas.logs import LogCreate, LogFilter, LogSort
 from deputy.services.common import now, uuid7
 from deputy.services.text_search import parse
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 logger = logging.getLogger("deputy.services.logs")
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.services.hydration import (
@@ -15,6 +14,9 @@ from deputy.services.hydration import (
     referenced_variable_names,
 )
 from deputy.services.variables import read_variable_values
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def hydrate(

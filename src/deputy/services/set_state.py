@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.errors import ObjectNotFound
@@ -39,6 +38,9 @@ from deputy.orchestration.policy import (
 from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType, canonical_details
 from deputy.services import events
 from deputy.services.common import now, uuid7
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _run = t.flow_run.c
 _state = t.flow_run_state.c

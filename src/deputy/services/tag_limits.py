@@ -7,10 +7,9 @@ The v1 answers show ``active_slots`` as the task runs holding a live lease on th
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
@@ -23,6 +22,9 @@ from deputy.schemas.concurrency_limits import (
 )
 from deputy.services import concurrency_limits, leases
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _limit = t.concurrency_limit_v2.c
 _lease = t.concurrency_lease.c

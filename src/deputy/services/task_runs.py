@@ -19,7 +19,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import (
@@ -37,7 +37,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.filter_sql import task_run_where
@@ -78,6 +77,9 @@ from deputy.schemas.task_runs import (
 )
 from deputy.services.common import now, uuid7
 from deputy.services.create_flow_run import generate_run_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 logger = logging.getLogger("deputy.services.task_runs")
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
@@ -22,6 +21,9 @@ from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.schemas.filters import VariableFilter, VariableSort
 from deputy.schemas.variables import VariableCreate, VariableUpdate
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 VARIABLE_NOT_FOUND = "Variable not found."
 

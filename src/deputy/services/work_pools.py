@@ -22,11 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
@@ -46,6 +45,9 @@ from deputy.schemas.work_pools import (
 from deputy.schemas.workers import WorkerStatus
 from deputy.services import parameter_schema
 from deputy.services.common import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEFAULT_AGENT_POOL_NAME = "default-agent-pool"
 DEFAULT_QUEUE_NAME = "default"

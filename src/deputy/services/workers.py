@@ -35,7 +35,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -56,7 +56,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict, is_postgres
@@ -74,6 +73,9 @@ from deputy.schemas.workers import (
 from deputy.services.common import now as utc_now
 from deputy.services.flow_runs import FLOW_RUN_ROWS, row_to_wire
 from deputy.services.work_pools import LAST_POLLED_TIMEOUT, pool_not_found, queue_not_found
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 WORKER_NOT_FOUND = "Worker not found."
 
