@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import coolname
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -82,6 +81,8 @@ class CreatedRun:
 
 def generate_run_name() -> str:
     """A two-word ``adjective-animal`` slug, re-drawn if it contains a denied word."""
+    import coolname  # loads its word lists (~15 ms, ~2 MiB): at the first run, not at start
+
     while True:
         words = coolname.generate(2)
         if not _NAME_DENY_LIST.intersection(words):

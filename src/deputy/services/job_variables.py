@@ -24,11 +24,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
-
-from jsonschema.exceptions import ValidationError
-from referencing.exceptions import Unresolvable
 
 from deputy.errors import Conflict, NotFound, Unprocessable
 from deputy.services.parameter_schema import (
@@ -41,6 +38,9 @@ from deputy.services.parameter_schema import (
     failure_message,
     schema_key,
 )
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 __all__ = [
     "BlockResolver",
@@ -180,6 +180,8 @@ def check_deployment_update_job_variables(
     variables = base_job_template.get("variables")
     if variables is None:
         return
+    from referencing.exceptions import Unresolvable  # loaded with jsonschema, on first use
+
     compiled = compile_schema(variables, _UPDATE_CONFIG)
     try:
         errors = all_errors(compiled, job_variables)
@@ -343,6 +345,8 @@ def _make_plan(variables: Any) -> _Plan:
 
 def _default_outcome(variables: Any, name: str, value: Any) -> str:
     """Check one default alone against the schema (formats asserted, ``required`` ignored)."""
+    from referencing.exceptions import Unresolvable  # loaded with jsonschema, on first use
+
     compiled: Compiled = compile_schema(variables, _DEFAULT_CHECK)
     try:
         return _INVALID if all_errors(compiled, {name: value}) else _VALID

@@ -21,21 +21,22 @@ so compiled validators are kept in an LRU keyed by the schema's exact JSON text.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from jsonschema.validators import Draft202012Validator, create, validator_for
-from referencing import Registry
-from referencing.exceptions import Unresolvable
 
 from deputy.errors import Conflict, Unprocessable
 from deputy.services.hydration import HydrationFailed
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
 
 __all__ = [
     "CIRCULAR_DETAIL",
@@ -76,6 +77,8 @@ def _reject_unhydrated(
     validator: Any, value: Any, instance: Any, schema: Any
 ) -> Iterator[ValidationError]:
     if isinstance(instance, HydrationFailed):
+        from jsonschema.exceptions import ValidationError
+
         yield ValidationError(instance.reason)
 
 
@@ -87,20 +90,33 @@ def _keywords_with_placeholder_check(schema: Any) -> Iterable[tuple[str, Any]]:
     return (*schema.items(), (_PLACEHOLDER_KEYWORD, None))
 
 
-# Not registered under a version name: that would make jsonschema's `validator_for` hand
-# this class out to unrelated code that asks for Draft 2020-12.
-_Validator: Any = create(
-    meta_schema=Draft202012Validator.META_SCHEMA,
-    validators={**Draft202012Validator.VALIDATORS, _PLACEHOLDER_KEYWORD: _reject_unhydrated},
-    type_checker=Draft202012Validator.TYPE_CHECKER,
-    format_checker=Draft202012Validator.FORMAT_CHECKER,
-    id_of=Draft202012Validator.ID_OF,
-    applicable_validators=_keywords_with_placeholder_check,
-)
+# jsonschema is loaded when the first schema is compiled, not at server start (~60 ms, ~5 MiB).
+@functools.cache
+def _validator_class() -> Any:
+    """Draft 2020-12 plus the placeholder check.
 
-# Empty and without `retrieve`: in-document refs and the bundled meta-schemas resolve,
-# anything else raises Unresolvable instead of touching the network.
-_REGISTRY: Registry[Any] = Registry()
+    Not registered under a version name: that would make jsonschema's `validator_for` hand
+    this class out to unrelated code that asks for Draft 2020-12.
+    """
+    from jsonschema.validators import Draft202012Validator, create
+
+    return create(
+        meta_schema=Draft202012Validator.META_SCHEMA,
+        validators={**Draft202012Validator.VALIDATORS, _PLACEHOLDER_KEYWORD: _reject_unhydrated},
+        type_checker=Draft202012Validator.TYPE_CHECKER,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+        id_of=Draft202012Validator.ID_OF,
+        applicable_validators=_keywords_with_placeholder_check,
+    )
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    """Empty and without `retrieve`: in-document refs and the bundled meta-schemas resolve,
+    anything else raises Unresolvable instead of touching the network."""
+    from referencing import Registry
+
+    return Registry()
 
 
 # --------------------------------------------------------------------------- compilation
@@ -162,6 +178,9 @@ def compile_schema(schema: Any, mode: Mode) -> Compiled:
 
 
 def _build(schema: Any, mode: Mode) -> Compiled:
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import Draft202012Validator, validator_for
+
     # Private copy: the cache outlives the caller's dict, which may be mutated later.
     work = copy.deepcopy(schema)
     try:
@@ -169,7 +188,7 @@ def _build(schema: Any, mode: Mode) -> Compiled:
             _repair_pydantic_v1(work, mode.allow_none_with_default)
         if mode.drop_required:
             work = _without_required(work)
-        cls: Any = _Validator
+        cls: Any = _validator_class()
         if mode.auto_dialect:
             try:
                 dialect_aware = isinstance(work, (dict, bool))
@@ -183,7 +202,7 @@ def _build(schema: Any, mode: Mode) -> Compiled:
     except RecursionError:
         return Compiled(circular=True)
     checker = cls.FORMAT_CHECKER if mode.assert_formats else None
-    return Compiled(validator=cls(work, registry=_REGISTRY, format_checker=checker))
+    return Compiled(validator=cls(work, registry=_registry(), format_checker=checker))
 
 
 def _repair_pydantic_v1(fixed: dict[str, Any], allow_none_with_default: bool) -> None:
@@ -287,6 +306,9 @@ def failure_message(
     ``skip`` drops errors before the best one is chosen. Raises :class:`CircularSchema`.
     An unresolvable ``$ref`` is reported as a failure.
     """
+    from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
+
     if compiled.circular:
         raise CircularSchema
     try:
