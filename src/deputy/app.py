@@ -62,18 +62,18 @@ def create_api_app(settings: Settings, database: Database) -> FastAPI:
     for router in ROUTERS:
         api.include_router(router)
     api.add_middleware(PrefectHeadersMiddleware)
-    _add_error_handlers(api)
+    _add_error_handlers(api, database)
     return api
 
 
-def _add_error_handlers(api: FastAPI) -> None:
+def _add_error_handlers(api: FastAPI, database: Database) -> None:
     api.add_exception_handler(RequestValidationError, request_validation_handler)
     api.add_exception_handler(DeputyError, _deputy_error_handler)
     api.add_exception_handler(IntegrityError, _integrity_error_handler)
     api.add_exception_handler(DBAPIError, _database_error_handler)
     # Connection failures come straight from the driver (not wrapped by SQLAlchemy); handled
     # here, not by the catch-all, so the client's keep-alive connection stays usable.
-    for error_class in _driver_connection_errors():
+    for error_class in _driver_connection_errors(database):
         api.add_exception_handler(error_class, _unexpected_error_handler)
     api.add_exception_handler(Exception, _unexpected_error_handler)
 
@@ -136,8 +136,10 @@ def _is_database_unreachable(exc: BaseException | None) -> bool:
     return False
 
 
-def _driver_connection_errors() -> list[type[Exception]]:
+def _driver_connection_errors(database: Database) -> list[type[Exception]]:
     classes: list[type[Exception]] = [OSError]
+    if database.is_sqlite:
+        return classes  # no asyncpg errors here; importing it costs ~20 ms and ~3 MiB
     try:
         import asyncpg
     except ImportError:  # the postgres extra is not installed: SQLite only

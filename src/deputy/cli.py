@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import socket
 import time
 
@@ -24,7 +26,10 @@ def start(
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Start the API server at http://HOST:PORT/api (migrating the database first)."""
-    started = time.perf_counter()
+    # Start-up allocates ~150k long-lived objects (modules, models, routes); the cyclic GC
+    # would scan them over and over while they are built (~50 ms). It is enabled again once
+    # they are frozen: kept out of every later collection, as they live as long as we do.
+    gc.disable()
     import uvicorn
 
     from deputy.app import create_app
@@ -55,10 +60,27 @@ def start(
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:
-                elapsed = time.perf_counter() - started
-                typer.echo(f"{banner}\nready in {elapsed:.2f}s")
+                typer.echo(f"{banner}\nready in {_seconds_since_process_start():.2f}s")
 
+    gc.freeze()
+    gc.enable()
     AnnouncingServer(config).run()
+
+
+_IMPORTED_AT = time.monotonic()
+
+
+def _seconds_since_process_start() -> float:
+    """Since the process was created (Linux: its start time in /proc, 10 ms resolution), so
+    the interpreter's own start-up and every import count; elsewhere since this module
+    was imported."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic() - _IMPORTED_AT
 
 
 @db_app.command("upgrade")
