@@ -1,4 +1,5 @@
-"""The Alembic history builds exactly the schema ``db/tables.py`` describes."""
+"""The Alembic history builds exactly the schema ``db/tables.py`` describes, and so does
+creating an empty database at head straight from ``tables.py``."""
 
 from __future__ import annotations
 
@@ -26,16 +27,64 @@ def _differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
+def _schema(connection: Connection) -> dict[str, dict[str, Any]]:
+    """Everything the database reports about its tables, as comparable values."""
+    inspector = inspect(connection)
+    return {
+        table: {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c["default"])
+                for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table),
+            "foreign_keys": sorted(map(repr, inspector.get_foreign_keys(table))),
+            "indexes": sorted(map(repr, inspector.get_indexes(table))),
+            "unique": sorted(map(repr, inspector.get_unique_constraints(table))),
+            "checks": sorted(map(repr, inspector.get_check_constraints(table))),
+        }
+        for table in sorted(inspector.get_table_names())
+    }
+
+
+async def _upgrade_through_the_history(database: Database) -> None:
+    await database.run_sync(lambda c: command.upgrade(migrate.alembic_config(c), "head"))
+
+
 async def test_upgrading_an_empty_database_matches_the_tables(database_url: str) -> None:
-    """On the suite's backend: the test database was migrated from empty by the history."""
+    """On the suite's backend: the history, applied from empty, builds ``tables.py``."""
     database = Database(Settings(database_url=database_url))
     try:
-        await migrate.upgrade(database)
+        await database_reset(database)
+        await _upgrade_through_the_history(database)
         differences = await database.run_sync(_differences)
         assert differences == []
         assert await migrate.current_revision(database) == migrate.head_revision()
     finally:
         await database.dispose()
+
+
+async def test_an_empty_database_is_created_at_head_as_the_history_builds_it(
+    database_url: str,
+) -> None:
+    """Start-up creates an empty database from ``tables.py`` (no Alembic); the result, down
+    to column order, defaults, constraint and index names, is what the history builds."""
+    database = Database(Settings(database_url=database_url))
+    try:
+        await database_reset(database)
+        await _upgrade_through_the_history(database)
+        migrated = await database.run_sync(_schema)
+        await database_reset(database)
+        await migrate.upgrade(database)
+        created = await database.run_sync(_schema)
+        assert await migrate.current_revision(database) == migrate.head_revision()
+        # And an existing database at head upgrades through the history from there on.
+        await database.run_sync(lambda c: command.downgrade(migrate.alembic_config(c), "-1"))
+        await migrate.upgrade(database)
+        assert await database.run_sync(_schema) == migrated
+    finally:
+        await database.dispose()
+    assert "alembic_version" in created
+    assert created == migrated
 
 
 async def test_downgrade_to_base_removes_every_table_and_reset_rebuilds(tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
 """Apply, inspect and reset the schema through Alembic, on deputy's own engine.
 
 Start-up checks the database's revision against the newest one without loading Alembic
-(importing it costs about 0.4 s); Alembic is imported only when there is something to do.
+(importing it and running the history costs ~0.13 s and ~13 MiB that the process keeps).
+An empty database gets the newest schema straight from ``tables.py``, stamped at the head
+revision: Alembic's own recipe for new databases ("building an up to date database from
+scratch"); ``tests/test_migrations.py`` checks it builds exactly what the history builds.
+Alembic is imported only when a database older than the head is to be upgraded.
 """
 
 from __future__ import annotations
@@ -11,7 +15,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    inspect,
+    text,
+)
 
 from deputy.db.engine import Database
 from deputy.db.tables import metadata
@@ -25,6 +38,14 @@ _DOWN_REVISION = re.compile(r'^down_revision = "([^"]+)"', re.MULTILINE)
 
 #: Key of the PostgreSQL advisory lock replicas take to migrate one at a time.
 _MIGRATION_LOCK = 0x6465707574790001
+
+#: Alembic's bookkeeping table, as Alembic creates it.
+_ALEMBIC_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -61,17 +82,34 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 def _upgrade(connection: Connection) -> None:
-    if _current_revision(connection) == head_revision():
+    revision = _current_revision(connection)
+    if revision == head_revision():
         return
     if connection.dialect.name == "postgresql":
         # Replicas starting together: the first migrates, the others wait, then find the
         # schema current. Released when this transaction ends.
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        if _current_revision(connection) == head_revision():
+        revision = _current_revision(connection)
+        if revision == head_revision():
             return
+    if revision is None and not _has_deputy_tables(connection):
+        _create_at_head(connection)
+        return
     from alembic import command
 
     command.upgrade(alembic_config(connection), "head")
+
+
+def _has_deputy_tables(connection: Connection) -> bool:
+    return not metadata.tables.keys().isdisjoint(inspect(connection).get_table_names())
+
+
+def _create_at_head(connection: Connection) -> None:
+    """The newest schema on an empty database, recorded at the head revision."""
+    metadata.create_all(connection, checkfirst=False)
+    _ALEMBIC_VERSION.create(connection, checkfirst=True)  # an emptied database keeps it
+    connection.execute(_ALEMBIC_VERSION.delete())
+    connection.execute(_ALEMBIC_VERSION.insert().values(version_num=head_revision()))
 
 
 def _drop_everything(connection: Connection) -> None:
