@@ -1,0 +1,81 @@
+"""Start-up stays cheap: modules only some requests need are loaded when first needed.
+
+Each check runs in a fresh interpreter, so what the test suite itself imported does not count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+#: Loaded on first use only (a schema compiled, a template rendered, a run named, an old
+#: database upgraded), or only on PostgreSQL. Each costs tens of milliseconds and MiBs.
+LAZY_MODULES = (
+    "alembic",  # only to upgrade a database older than the head revision
+    "mako",  # Alembic's templates
+    "jsonschema",  # parameter and job-variable schemas
+    "referencing",
+    "jinja2",  # templates in parameters and job variables
+    "coolname",  # generated run names
+    "asyncpg",  # PostgreSQL
+    "sqlalchemy.ext.asyncio",  # PostgreSQL's async engine ...
+    "sqlalchemy.orm",  # ... which loads the ORM
+)
+
+
+def _modules_after(script: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``script``."""
+    program = textwrap.dedent(script) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def _loaded(modules: set[str], name: str) -> bool:
+    return name in modules or any(module.startswith(f"{name}.") for module in modules)
+
+
+def test_importing_the_app_and_cli_loads_no_lazy_module() -> None:
+    modules = _modules_after("import deputy.app, deputy.cli")
+    assert _loaded(modules, "fastapi")  # the check sees what is imported
+    assert [name for name in LAZY_MODULES if _loaded(modules, name)] == []
+
+
+def test_serving_health_on_a_new_sqlite_database_loads_no_lazy_module(tmp_path: Path) -> None:
+    """The whole start on SQLite: the schema created, the app built and started, one request."""
+    modules = _modules_after(
+        f"""
+        import asyncio, httpx
+        from deputy.app import create_app
+        from deputy.settings import Settings
+
+        async def main():
+            app = create_app(Settings(home={str(tmp_path)!r}), migrate_on_start=True)
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    assert (await client.get("/api/health")).json() is True
+                    await client.post("/api/flows/", json={{"name": "etl"}})
+
+        asyncio.run(main())
+        """
+    )
+    assert (tmp_path / "deputy.db").exists()
+    assert [name for name in LAZY_MODULES if _loaded(modules, name)] == []
+
+
+def test_the_lazy_modules_load_when_first_needed() -> None:
+    """The other side: the code that needs them still finds them."""
+    modules = _modules_after(
+        """
+        from deputy.services import create_flow_run, hydration, parameter_schema
+        create_flow_run.generate_run_name()
+        hydration.render_template("{{ 1 + 1 }}")
+        parameter_schema.validate_parameters({"x": 1}, {"properties": {"x": {"type": "integer"}}})
+        """
+    )
+    assert {"coolname", "jinja2", "jsonschema", "referencing"} <= modules
