@@ -4,6 +4,7 @@ creating an empty database at head straight from ``tables.py``."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ def _differences(connection: Connection) -> list[Any]:
 def _schema(connection: Connection) -> dict[str, dict[str, Any]]:
     """Everything the database reports about its tables, as comparable values."""
     inspector = inspect(connection)
+
+    def texts(items: Any) -> list[str]:  # partial-index predicates compare by their SQL
+        return sorted(json.dumps(item, sort_keys=True, default=str) for item in items)
+
     return {
         table: {
             "columns": [
@@ -37,10 +42,10 @@ def _schema(connection: Connection) -> dict[str, dict[str, Any]]:
                 for c in inspector.get_columns(table)
             ],
             "primary_key": inspector.get_pk_constraint(table),
-            "foreign_keys": sorted(map(repr, inspector.get_foreign_keys(table))),
-            "indexes": sorted(map(repr, inspector.get_indexes(table))),
-            "unique": sorted(map(repr, inspector.get_unique_constraints(table))),
-            "checks": sorted(map(repr, inspector.get_check_constraints(table))),
+            "foreign_keys": texts(inspector.get_foreign_keys(table)),
+            "indexes": texts(inspector.get_indexes(table)),
+            "unique": texts(inspector.get_unique_constraints(table)),
+            "checks": texts(inspector.get_check_constraints(table)),
         }
         for table in sorted(inspector.get_table_names())
     }

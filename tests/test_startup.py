@@ -11,8 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-#: Loaded on first use only (a schema compiled, a template rendered, a run named, an old
-#: database upgraded), or only on PostgreSQL. Each costs tens of milliseconds and MiBs.
+#: Loaded on first use only (a schema compiled, a template rendered, a run named, a schedule
+#: computed, an old database upgraded), or only on PostgreSQL: each costs milliseconds and MiBs.
 LAZY_MODULES = (
     "alembic",  # only to upgrade a database older than the head revision
     "mako",  # Alembic's templates
@@ -20,6 +20,8 @@ LAZY_MODULES = (
     "referencing",
     "jinja2",  # templates in parameters and job variables
     "coolname",  # generated run names
+    "croniter",  # cron schedules
+    "dateutil",  # RRule schedules
     "asyncpg",  # PostgreSQL
     "sqlalchemy.ext.asyncio",  # PostgreSQL's async engine ...
     "sqlalchemy.orm",  # ... which loads the ORM

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Path, Response, status
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath, SettingsDep
 from deputy.api.responses import FastRouter, JSONResponse, json_response
@@ -35,6 +34,9 @@ from deputy.schemas.workers import DeploymentScheduledRunsBody
 from deputy.services import create_flow_run as runs
 from deputy.services import deployments, schedules, workers
 from deputy.services.common import page_limit, pagination
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 router = FastRouter(prefix="/deployments", tags=["Deployments"])
 

@@ -16,10 +16,9 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict, is_postgres
@@ -36,6 +35,9 @@ from deputy.schemas.schedules import (
 from deputy.services.common import now, uuid7
 from deputy.services.create_flow_run import deployment_run_labels, new_run_row
 from deputy.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found."
 SCHEDULE_NOT_FOUND = "Schedule not found."
