@@ -72,15 +72,17 @@ _IMPORTED_AT = time.monotonic()
 
 def _seconds_since_process_start() -> float:
     """Since the process was created (Linux: its start time in /proc, 10 ms resolution), so
-    the interpreter's own start-up and every import count; elsewhere since this module
-    was imported."""
+    the interpreter's own start-up and every import count; elsewhere, or if the clocks
+    disagree, since this module was imported."""
+    since_import = time.monotonic() - _IMPORTED_AT
     try:
         with open("/proc/self/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
         started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+        since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
-        return time.monotonic() - _IMPORTED_AT
+        return since_import
+    return since_start if since_start >= since_import else since_import
 
 
 @db_app.command("upgrade")
