@@ -32,7 +32,7 @@ import copy
 import datetime as dt
 import uuid
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
@@ -47,10 +47,12 @@ from sqlalchemy import (
     Uuid,
     type_coerce,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import NullType, TypeEngine
 
 from deputy.db.types import Timestamp, read_json
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: Off, rows are decoded by SQLAlchemy as everywhere else: the reference the wire rows are
 #: tested against, and a way to rule them out when something looks wrong.
