@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from databases import DatabaseBackends
 from deputy.db.engine import Database
 from deputy.services.variables import read_variable_values
 from factories import unique
@@ -80,7 +81,9 @@ async def test_create_variable_accepts_every_json_value_type(client: httpx.Async
         assert type(created["value"]) is type(value)
 
 
-async def test_number_values_read_back_through_every_route(client: httpx.AsyncClient) -> None:
+async def test_number_values_read_back_through_every_route(
+    client: httpx.AsyncClient, test_databases: DatabaseBackends
+) -> None:
     """SQLite hands numbers stored in a JSON column back as native numbers, not JSON text."""
     for value in [0, 1.5, 2**62 + 1, -7, 1e300]:
         created = await create_variable(client, value=value)
@@ -88,7 +91,12 @@ async def test_number_values_read_back_through_every_route(client: httpx.AsyncCl
         listed = await client.post(
             "/variables/filter", json={"variables": {"name": {"any_": [created["name"]]}}}
         )
-        assert by_name["value"] == value == listed.json()[0]["value"]
+        expected = value
+        if value == 1e300 and test_databases.is_postgres:
+            # JSONB writes 1e300 as 1 and 300 zeros, which reads back as that integer (as in
+            # Prefect, whose JSON columns are read by json.loads).
+            expected = 10**300
+        assert by_name["value"] == expected == listed.json()[0]["value"]
 
 
 async def test_create_echoes_the_value_as_sent_while_sqlite_reads_1_0_back_as_1(
