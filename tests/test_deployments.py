@@ -1281,3 +1281,32 @@ async def test_unicode_and_control_characters_round_trip(
     assert created.status_code == 201
     assert (created.json()["description"], created.json()["tags"]) == (text, [text])
     assert (await read(client, created.json()))["description"] == text
+
+
+async def test_lone_surrogates_are_refused_or_kept_never_a_500(
+    client: httpx.AsyncClient, test_databases: DatabaseBackends
+) -> None:
+    """``"\\ud800"`` is valid JSON but not valid Unicode: a string field refuses it (pydantic's
+    422, as Prefect); inside JSON parameters SQLite keeps it and PostgreSQL, which cannot store
+    it, answers a clear 422."""
+    flow = await create_flow(client)
+    lone = b'"a\\ud800b"'
+    headers = {"content-type": "application/json"}
+    named = b'{"flow_id": "%s", "name": %s}' % (flow["id"].encode(), lone)
+    refused = await client.post("/deployments/", content=named, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["exception_detail"][0]["type"] == "string_unicode"
+
+    deployment = await create_deployment(client, flow)
+    bodies = {
+        "/deployments/": b'{"flow_id": "%s", "name": "d", "parameters": {"x": %s}}'
+        % (flow["id"].encode(), lone),
+        f"/deployments/{deployment['id']}/create_flow_run": b'{"parameters": {"x": %s}}' % lone,
+    }
+    for url, body in bodies.items():
+        response = await client.post(url, content=body, headers=headers)
+        if test_databases.is_postgres:
+            assert response.status_code == 422, (url, response.text)
+            assert "cannot store" in response.json()["detail"]
+        else:
+            assert response.status_code == 201, (url, response.text)

@@ -98,13 +98,21 @@ def _is_transient(exc: DBAPIError) -> bool:
     return False
 
 
-UNSTORABLE_TEXT = "The request contains text PostgreSQL cannot store (a NUL character, \\u0000)."
+UNSTORABLE_TEXT = (
+    "The request contains text PostgreSQL cannot store (a NUL character, \\u0000, or a lone "
+    "surrogate escape such as \\ud800)."
+)
 
 
 def _is_unstorable_text(exc: DBAPIError) -> bool:
-    """PostgreSQL refuses NUL characters in text and JSONB; that is the client's input."""
+    """PostgreSQL refuses NUL characters in text and JSONB, and lone surrogate escapes in
+    JSONB (the JSON deputy writes is otherwise always valid); that is the client's input."""
     message = str(exc.orig).lower()
-    return "0x00" in message or "\\u0000" in message
+    return (
+        "0x00" in message
+        or "\\u0000" in message
+        or "invalid input syntax for type json" in message
+    )
 
 
 async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
