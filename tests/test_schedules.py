@@ -389,3 +389,17 @@ async def test_deleting_a_deployment_deletes_its_schedules(
         ).scalar_one()
     assert left == 0
     assert await _runs(client, deployment["id"]) == []
+
+
+async def test_a_schedule_that_cannot_be_computed_makes_no_runs_and_no_500(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """An empty timezone passes validation (as in Prefect) but names no zone: that schedule
+    makes no runs, the deployment's other schedules still do, and the scheduler goes on."""
+    broken = {"schedule": {"interval": 3600, "timezone": ""}, "slug": "broken"}
+    deployment = await _scheduled_deployment(client, broken, {"schedule": HOURLY, "slug": "ok"})
+    assert {s["slug"] for s in deployment["schedules"]} == {"broken", "ok"}
+    runs = await _runs(client, deployment["id"])
+    assert {r["created_by"]["display_value"] for r in runs} == {"ok"}
+    await _make_due(database, deployment["id"])
+    assert await schedules.run_scheduler(database, DEFAULT, batch=100) == 0

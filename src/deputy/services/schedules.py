@@ -13,6 +13,7 @@ only tops up schedules whose ``refill_at`` has come, so an idle pass is one inde
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ DEPLOYMENT_NOT_FOUND = "Deployment not found."
 SCHEDULE_NOT_FOUND = "Schedule not found."
 DUPLICATE_SLUG = "Schedule slugs must be unique within a deployment."
 AUTO_SCHEDULED_TAG = "auto-scheduled"
+
+logger = logging.getLogger("deputy.services")
 
 _schedule = t.deployment_schedule.c
 _run = t.flow_run.c
@@ -463,20 +466,27 @@ async def _fill(
     for row in schedules:
         if not row.active:
             continue
-        schedule = load_schedule(row.schedule)
         cap = min(horizon.max_runs, row.max_scheduled_runs or horizon.max_runs)
-        dates = plan_dates(
-            schedule,
-            start=start,
-            end=end,
-            min_time=horizon.min_time,
-            min_runs=horizon.min_runs,
-            max_runs=cap,
-        )
-        kind = type(schedule).__name__
-        for date in dates:
-            planned.setdefault(date, _slot(deployment, row, kind, date))
-        refill = refill_time(schedule, dates, cap=cap, horizon=horizon, end=end)
+        try:
+            schedule = load_schedule(row.schedule)
+            dates = plan_dates(
+                schedule,
+                start=start,
+                end=end,
+                min_time=horizon.min_time,
+                min_runs=horizon.min_runs,
+                max_runs=cap,
+            )
+            refill = refill_time(schedule, dates, cap=cap, horizon=horizon, end=end)
+        except ValueError:
+            # A schedule validation let through but that cannot be computed (an empty or
+            # unknown timezone, as Prefect also accepts): no runs, and no retry until edited.
+            logger.warning("schedule %s cannot be computed: no runs", row.id, exc_info=True)
+            refill = None
+        else:
+            kind = type(schedule).__name__
+            for date in dates:
+                planned.setdefault(date, _slot(deployment, row, kind, date))
         await conn.execute(
             update(t.deployment_schedule).where(_schedule.id == row.id).values(refill_at=refill)
         )
@@ -563,8 +573,11 @@ async def run_scheduler(database: Database, horizon: Horizon, *, batch: int) -> 
         deployment_ids = sorted(set((await conn.execute(due)).scalars()))
     inserted = 0
     for deployment_id in deployment_ids:
-        async with database.write() as conn:
-            inserted += await _top_up(conn, deployment_id, horizon)
+        try:
+            async with database.write() as conn:
+                inserted += await _top_up(conn, deployment_id, horizon)
+        except Exception:  # one deployment's failure must not hold up the others
+            logger.exception("scheduling deployment %s failed; next pass retries", deployment_id)
     return inserted
 
 
