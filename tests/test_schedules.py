@@ -403,3 +403,35 @@ async def test_a_schedule_that_cannot_be_computed_makes_no_runs_and_no_500(
     assert {r["created_by"]["display_value"] for r in runs} == {"ok"}
     await _make_due(database, deployment["id"])
     assert await schedules.run_scheduler(database, DEFAULT, batch=100) == 0
+
+
+async def test_hostile_schedule_inputs_get_a_4xx_or_nothing_never_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    """Values at the edges of what datetimes and timedeltas hold: refused with Prefect's 422
+    envelope where the value itself is unusable, otherwise answered with what fits."""
+    deployment = await _scheduled_deployment(client)
+    url = f"/deployments/{deployment['id']}/schedule"
+    refused = [{"min_time": 1e308}, {"min_runs": -1}, {"max_runs": 10**30}, {"min_time": "x"}]
+    for body in refused:
+        response = await client.post(url, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["exception_message"] == "Invalid request received."
+    edges = [
+        {"start_time": "9999-12-31T23:00:00Z"},
+        {"start_time": "0001-01-01T00:00:00Z", "end_time": "0001-01-01T05:00:00Z"},
+        {"min_time": -5},
+        {"max_runs": 0},
+    ]
+    for body in edges:
+        response = await client.post(url, json=body)
+        assert (response.status_code, response.json()) == (200, None), body
+    far = [
+        {"interval": 60, "anchor_date": "9999-12-31T23:59:00Z"},
+        {"interval": 60, "anchor_date": "0001-01-01T00:00:00Z"},
+        {"interval": 86400 * 365 * 5000},
+    ]
+    added = await client.post(
+        f"/deployments/{deployment['id']}/schedules", json=[{"schedule": s} for s in far]
+    )
+    assert added.status_code == 201, added.text

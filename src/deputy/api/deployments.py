@@ -205,6 +205,12 @@ async def resume_deployment(id: IdPath, database: DatabaseDep, settings: Setting
         )
 
 
+#: Bounds for POST /deployments/{id}/schedule: the largest timedelta Python can hold, and
+#: far more runs than a schedule computation yields (about 1,000 candidates).
+_MAX_SECONDS = dt.timedelta.max.total_seconds()
+_MAX_RUNS = 1_000_000
+
+
 @router.post("/{id:uuid}/schedule")
 async def schedule_deployment(
     id: IdPath,
@@ -212,12 +218,16 @@ async def schedule_deployment(
     settings: SettingsDep,
     start_time: Annotated[dt.datetime | None, Body()] = None,
     end_time: Annotated[dt.datetime | None, Body()] = None,
-    min_time: Annotated[float | None, Body(json_schema_extra={"format": "time-delta"})] = None,
-    min_runs: Annotated[int | None, Body()] = None,
-    max_runs: Annotated[int | None, Body()] = None,
+    min_time: Annotated[
+        float | None,
+        Body(ge=-_MAX_SECONDS, le=_MAX_SECONDS, json_schema_extra={"format": "time-delta"}),
+    ] = None,
+    min_runs: Annotated[int | None, Body(ge=0, le=_MAX_RUNS)] = None,
+    max_runs: Annotated[int | None, Body(ge=0, le=_MAX_RUNS)] = None,
 ) -> None:
     """Create the runs of a window (in the past for a backfill), by Prefect's min/max rules;
-    slots that already have a run are left alone."""
+    slots that already have a run are left alone. Values Prefect would fail on with a 500
+    (a ``min_time`` beyond any date, astronomically many runs) are refused with a 422."""
     horizon = schedules.Horizon.from_settings(settings)
     horizon = schedules.Horizon(
         min_runs=horizon.min_runs if min_runs is None else min_runs,

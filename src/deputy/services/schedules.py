@@ -113,6 +113,14 @@ def refill_time(
     return min(moments) if moments else None
 
 
+def _later(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``moment + delta``, or the last representable moment when that is past year 9999."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 # --- schedule rows ----------------------------------------------------------------------
 
 
@@ -461,7 +469,7 @@ async def _fill(
     """Plan each active schedule's slots from ``start`` (default now) and note when each
     must be looked at again. Returns the planned slots, one per time (first schedule wins)."""
     start = start or moment
-    end = end or start + horizon.max_time
+    end = end or _later(start, horizon.max_time)
     planned: dict[dt.datetime, _Slot] = {}
     for row in schedules:
         if not row.active:
@@ -478,9 +486,10 @@ async def _fill(
                 max_runs=cap,
             )
             refill = refill_time(schedule, dates, cap=cap, horizon=horizon, end=end)
-        except ValueError:
+        except (ValueError, OverflowError):
             # A schedule validation let through but that cannot be computed (an empty or
-            # unknown timezone, as Prefect also accepts): no runs, and no retry until edited.
+            # unknown timezone, as Prefect also accepts; dates past year 9999): no runs, and
+            # no retry until it is edited.
             logger.warning("schedule %s cannot be computed: no runs", row.id, exc_info=True)
             refill = None
         else:
