@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    Select,
     Subquery,
     and_,
     bindparam,
@@ -400,21 +399,6 @@ def _scheduled_conditions(has_before: bool, has_after: bool) -> list[ColumnEleme
     return where
 
 
-@functools.cache
-def _scheduled_runs_query(has_before: bool, has_after: bool) -> Select[Any]:
-    """SCHEDULED runs of the given queues, by queue priority then time, with their state:
-    built once per combination of time bounds."""
-    return (
-        select(t.flow_run, *_STATE_COLUMNS)
-        .select_from(t.flow_run)
-        .join(wq, wq.c.id == run.work_queue_id)
-        .outerjoin(t.flow_run_state, state.id == run.state_id)
-        .where(*_scheduled_conditions(has_before, has_after))
-        .order_by(wq.c.priority, run.next_scheduled_start_time, run.id)
-        .limit(bindparam("limit", type_=Integer))
-    )
-
-
 #: The state's details are merged with defaults by the wire builder: read as Python values.
 _PARSED_JSON = ("state__state_details",)
 
@@ -442,8 +426,8 @@ def _same_priority_runs(has_before: bool, has_after: bool) -> WireSelect:
 
 @functools.cache
 def _capped_runs(has_before: bool, has_after: bool) -> tuple[WireSelect, Subquery]:
-    """As :func:`_scheduled_runs_query`, the runs ranked by time within their queue; the caps
-    are added by :func:`_capped_runs_query`."""
+    """SCHEDULED runs of the given queues, by queue priority then time, with their state,
+    each ranked by time within its queue; the caps are added by :func:`_capped_runs_query`."""
     ranked = (
         select(
             t.flow_run,
@@ -471,7 +455,7 @@ def _capped_runs(has_before: bool, has_after: bool) -> tuple[WireSelect, Subquer
 
 
 def _capped_runs_query(has_before: bool, has_after: bool, caps: dict[uuid.UUID, int]) -> WireSelect:
-    """As :func:`_scheduled_runs_query`, with at most ``caps[queue]`` runs (the earliest) of
+    """As :func:`_capped_runs`, with at most ``caps[queue]`` runs (the earliest) of
     each capped queue: the queues' free concurrency slots."""
     runs, ranked = _capped_runs(has_before, has_after)
     r = ranked.c
