@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Body, Path, Response, status
 from sqlalchemy.exc import IntegrityError
 
-from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath, SettingsDep
+from deputy.api.deps import CreatedByDep, DatabaseDep, HorizonDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.errors import INTEGRITY_CONFLICT, BadRequest, DeputyError, NotFound
 from deputy.schemas.deployments import (
@@ -106,11 +106,10 @@ def _bulk_failure(message: str) -> dict[str, Any]:
 async def create_deployment(
     body: DeploymentCreate,
     database: DatabaseDep,
-    settings: SettingsDep,
+    horizon: HorizonDep,
     created_by: CreatedByDep,
 ) -> JSONResponse:
     """Create a deployment, or update the flow's deployment of the same name (200)."""
-    horizon = schedules.Horizon.from_settings(settings)
     async with database.write() as conn:
         row, created = await deployments.create_deployment(conn, body, created_by, horizon)
         (answer,) = await _to_wire(conn, [row])
@@ -119,9 +118,8 @@ async def create_deployment(
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_deployment(
-    id: IdPath, body: DeploymentUpdate, database: DatabaseDep, settings: SettingsDep
+    id: IdPath, body: DeploymentUpdate, database: DatabaseDep, horizon: HorizonDep
 ) -> Response:
-    horizon = schedules.Horizon.from_settings(settings)
     async with database.write() as conn:
         await deployments.update_deployment(conn, id, body, horizon)
     return Response(status_code=204)
@@ -188,21 +186,17 @@ async def delete_deployment(id: IdPath, database: DatabaseDep) -> Response:
 
 
 @router.post("/{id:uuid}/pause_deployment")
-async def pause_deployment(id: IdPath, database: DatabaseDep, settings: SettingsDep) -> None:
+async def pause_deployment(id: IdPath, database: DatabaseDep, horizon: HorizonDep) -> None:
     """Pause: the auto-scheduled runs still waiting are deleted in the same transaction."""
     async with database.write() as conn:
-        await deployments.set_paused(
-            conn, id, paused=True, horizon=schedules.Horizon.from_settings(settings)
-        )
+        await deployments.set_paused(conn, id, paused=True, horizon=horizon)
 
 
 @router.post("/{id:uuid}/resume_deployment")
-async def resume_deployment(id: IdPath, database: DatabaseDep, settings: SettingsDep) -> None:
+async def resume_deployment(id: IdPath, database: DatabaseDep, horizon: HorizonDep) -> None:
     """Resume: future runs are planned again from now (no backlog of Late runs)."""
     async with database.write() as conn:
-        await deployments.set_paused(
-            conn, id, paused=False, horizon=schedules.Horizon.from_settings(settings)
-        )
+        await deployments.set_paused(conn, id, paused=False, horizon=horizon)
 
 
 #: Bounds for POST /deployments/{id}/schedule: the largest timedelta Python can hold, and
@@ -215,7 +209,7 @@ _MAX_RUNS = 1_000_000
 async def schedule_deployment(
     id: IdPath,
     database: DatabaseDep,
-    settings: SettingsDep,
+    horizon: HorizonDep,
     start_time: Annotated[dt.datetime | None, Body()] = None,
     end_time: Annotated[dt.datetime | None, Body()] = None,
     min_time: Annotated[
@@ -228,7 +222,6 @@ async def schedule_deployment(
     """Create the runs of a window (in the past for a backfill), by Prefect's min/max rules;
     slots that already have a run are left alone. Values Prefect would fail on with a 500
     (a ``min_time`` beyond any date, astronomically many runs) are refused with a 422."""
-    horizon = schedules.Horizon.from_settings(settings)
     horizon = schedules.Horizon(
         min_runs=horizon.min_runs if min_runs is None else min_runs,
         max_runs=horizon.max_runs if max_runs is None else max_runs,
@@ -265,13 +258,13 @@ async def create_deployment_schedules(
     id: IdPath,
     body: Annotated[list[DeploymentScheduleCreate], Body()],
     database: DatabaseDep,
-    settings: SettingsDep,
+    horizon: HorizonDep,
 ) -> JSONResponse:
     """Add schedules; their runs are created in the same transaction."""
     async with database.write() as conn:
         await _require_deployment(conn, id)
         rows = await schedules.add_schedules(conn, id, body)
-        await schedules.replan(conn, id, schedules.Horizon.from_settings(settings))
+        await schedules.replan(conn, id, horizon)
     return json_response([schedule_to_wire(row) for row in rows], status_code=201)
 
 
@@ -281,20 +274,20 @@ async def update_deployment_schedule(
     schedule_id: ScheduleIdPath,
     body: DeploymentScheduleUpdate,
     database: DatabaseDep,
-    settings: SettingsDep,
+    horizon: HorizonDep,
 ) -> Response:
     """Change a schedule; runs that no longer match are replaced in the same transaction."""
     async with database.write() as conn:
         await _require_deployment(conn, id)
         if not await schedules.update_schedule(conn, id, body, schedule_id=schedule_id):
             raise NotFound(schedules.SCHEDULE_NOT_FOUND)
-        await schedules.replan(conn, id, schedules.Horizon.from_settings(settings))
+        await schedules.replan(conn, id, horizon)
     return Response(status_code=204)
 
 
 @router.delete("/{id:uuid}/schedules/{schedule_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_deployment_schedule(
-    id: IdPath, schedule_id: ScheduleIdPath, database: DatabaseDep, settings: SettingsDep
+    id: IdPath, schedule_id: ScheduleIdPath, database: DatabaseDep, horizon: HorizonDep
 ) -> Response:
     """Delete a schedule and, as Prefect does, the auto-scheduled runs still waiting (then
     the other schedules' future runs are planned again)."""
@@ -302,7 +295,7 @@ async def delete_deployment_schedule(
         await _require_deployment(conn, id)
         if not await schedules.delete_schedule(conn, id, schedule_id):
             raise NotFound(schedules.SCHEDULE_NOT_FOUND)
-        await schedules.replan(conn, id, schedules.Horizon.from_settings(settings), clear_late=True)
+        await schedules.replan(conn, id, horizon, clear_late=True)
     return Response(status_code=204)
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 
 from deputy.db.engine import Database
+from deputy.services.schedules import Horizon
 from deputy.settings import Settings
 
 
@@ -28,8 +29,14 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_horizon(request: Request) -> Horizon:
+    """How far ahead schedules keep runs, from the app's settings."""
+    return Horizon.from_settings(request.app.state.settings)
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+HorizonDep = Annotated[Horizon, Depends(get_horizon)]
 
 #: A ``{id:uuid}`` path segment: a malformed id does not match the route (404, as Prefect).
 IdPath = Annotated[uuid.UUID, Path(alias="id")]

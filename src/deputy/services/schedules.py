@@ -378,22 +378,22 @@ class _Slot:
     state: dict[str, Any]
 
 
+#: What a planned run must equal for an existing one to be kept as it is.
+_KEPT_IF_EQUAL = (
+    "parameters",
+    "tags",
+    "labels",
+    "work_queue_id",
+    "work_queue_name",
+    "deployment_version",
+    "infrastructure_document_id",
+    "created_by",
+)
+
+
 def _signature(run: Any) -> tuple[Any, ...]:
-    """What a planned run must equal for an existing one to be kept as it is."""
     get = run.get if isinstance(run, dict) else run._mapping.get
-    return tuple(
-        get(key)
-        for key in (
-            "parameters",
-            "tags",
-            "labels",
-            "work_queue_id",
-            "work_queue_name",
-            "deployment_version",
-            "infrastructure_document_id",
-            "created_by",
-        )
-    )
+    return tuple(get(key) for key in _KEPT_IF_EQUAL)
 
 
 def _slot(deployment: Any, schedule: Any, kind: str, moment: dt.datetime) -> _Slot:
@@ -520,19 +520,10 @@ async def replan(
     schedules = [] if deployment.paused else await read_schedules(conn, deployment_id)
     slots = await _fill(conn, deployment, schedules, horizon, moment)
     wanted = {slot.run["expected_start_time"]: _signature(slot.run) for slot in slots}
+    compared = (_run.id, _run.expected_start_time, *(_run[key] for key in _KEPT_IF_EQUAL))
+    waiting = _not_started(None if clear_late else moment)
     existing = await conn.execute(
-        select(
-            _run.id,
-            _run.expected_start_time,
-            _run.parameters,
-            _run.tags,
-            _run.labels,
-            _run.work_queue_id,
-            _run.work_queue_name,
-            _run.deployment_version,
-            _run.infrastructure_document_id,
-            _run.created_by,
-        ).where(_run.deployment_id == deployment_id, *_not_started(None if clear_late else moment))
+        select(*compared).where(_run.deployment_id == deployment_id, *waiting)
     )
     stale = [row.id for row in existing if wanted.get(row.expected_start_time) != _signature(row)]
     if stale:
