@@ -3,24 +3,29 @@
 Each endpoint that reads runs that way is asked twice over the same runs, with the wire rows
 on and off (``wire_rows.ENABLED``), the clock frozen so the estimates agree. The answers must
 be the same bytes; where a run holds integers beyond 64 bits, whose stored text orjson never
-wrote, the same JSON (values and key order).
+wrote, the same JSON (values and key order). On SQLite the worker poll's fast answer is the one
+SQLite renders (``deputy.db.sqlite_json``); its expressions are also checked one by one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import sqlalchemy
 from sqlalchemy import update
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
+from deputy.db import sqlite_json, wire_rows
 from deputy.db import tables as t
-from deputy.db import wire_rows
 from deputy.db.engine import Database
 from deputy.services import flow_runs as flow_runs_service
 from deputy.services import workers as workers_service
@@ -286,3 +291,49 @@ def test_sqlite_uuids_are_dashed() -> None:
     value = uuid.uuid4()
     assert wire_rows._sqlite_uuid(value.hex) == str(value)
     assert wire_rows._sqlite_uuid(str(value)) == str(value)
+
+
+def sqlite_renders(render: Callable[[Any], Any], stored: Any) -> Any:
+    """What SQLite answers for ``render`` (a :mod:`deputy.db.sqlite_json` expression) over
+    one stored value."""
+    column = sqlalchemy.column("v", sqlalchemy.String())
+    sql = str(sqlalchemy.select(render(column)).compile(dialect=sqlite_dialect()))
+    with closing(sqlite3.connect(":memory:")) as conn:
+        return conn.execute(f"{sql} FROM (SELECT ? AS v)", (stored,)).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2026-01-02 03:04:05.000000",
+        "2026-01-02 03:04:05.120000",
+        "0001-01-01 00:00:00.000001",
+        "9999-12-31 23:59:59.999999",
+        "2026-01-02 03:04:05",
+    ],
+)
+def test_sqlite_renders_times_as_the_wire_rows_do(stored: str) -> None:
+    assert sqlite_renders(sqlite_json.wire_time, stored) == wire_rows._sqlite_timestamp(stored)
+
+
+def test_sqlite_renders_uuids_bools_and_documents() -> None:
+    value = uuid.uuid4()
+    assert sqlite_renders(sqlite_json.wire_uuid, value.hex) == str(value)
+    assert sqlite_renders(sqlite_json.wire_uuid, None) is None
+    assert sqlite_renders(sqlite_json.wire_time, None) is None
+
+    def embedded(render: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return lambda column: sqlite_json.json_object([("v", render(column))])
+
+    assert sqlite_renders(embedded(sqlite_json.wire_bool), 1) == '{"v":true}'
+    assert sqlite_renders(embedded(sqlite_json.wire_bool), 0) == '{"v":false}'
+    document = '{"big":1180591620717411303424,"x":1.50,"s":"\\u00e9\\n"}'
+    assert sqlite_renders(embedded(sqlite_json.wire_json), document) == f'{{"v":{document}}}'
+    assert sqlite_renders(embedded(sqlite_json.wire_json), None) == '{"v":null}'
+    with_default = embedded(lambda column: sqlite_json.wire_json(column, default="{}"))
+    assert sqlite_renders(with_default, None) == '{"v":{}}'
+
+
+def test_sqlite_does_not_render_floats() -> None:
+    with pytest.raises(TypeError):
+        sqlite_json.wire_value(sqlalchemy.column("v", sqlalchemy.Float()))

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, DateTime, Dialect
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 UTC = dt.UTC
@@ -44,9 +43,31 @@ class Timestamp(TypeDecorator[dt.datetime]):
         return moment.astimezone(UTC)
 
 
+class JsonDocument(TypeDecorator[Any]):
+    """JSON text on SQLite, JSONB on PostgreSQL.
+
+    A decorator rather than ``JSON().with_variant(JSONB())`` so that the PostgreSQL dialect,
+    over 2 MiB of memory, is imported only by a server that uses it.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, *, none_as_null: bool = False) -> None:
+        super().__init__(none_as_null=none_as_null)
+        self.none_as_null = none_as_null
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=self.none_as_null))
+        return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
+
+
 def json_type(*, nullable: bool = False) -> TypeEngine[Any]:
-    """JSON text on SQLite, JSONB on PostgreSQL; ``None`` is SQL NULL when ``nullable``."""
-    return JSON(none_as_null=nullable).with_variant(JSONB(none_as_null=nullable), "postgresql")
+    """A JSON document column; ``None`` is SQL NULL when ``nullable``."""
+    return JsonDocument(none_as_null=nullable)
 
 
 #: Every digit as ``0``, so that 19 digits in a row are found as ``0`` * 19.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -49,7 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType, TypeEngine
 
-from deputy.db.types import Timestamp, read_json
+from deputy.db.types import JsonDocument, Timestamp, read_json
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -120,13 +120,15 @@ _POSTGRES: dict[str, Converter | None] = {
 _CONVERTERS = {"sqlite": _SQLITE, "postgresql": _POSTGRES}
 
 
-def _kind(type_: TypeEngine[Any]) -> str:
+def column_kind(type_: TypeEngine[Any]) -> str:
+    """How a column's driver value becomes its wire value: one of ``timestamp``, ``uuid``,
+    ``json``, ``bool`` or ``plain``."""
     # Timestamp before anything else: it is a TypeDecorator, not one of the types below.
     if isinstance(type_, Timestamp):
         return "timestamp"
     if isinstance(type_, Uuid):
         return "uuid"
-    if isinstance(type_, JSON):
+    if isinstance(type_, (JSON, JsonDocument)):
         return "json"
     if isinstance(type_, Boolean):
         return "bool"
@@ -161,7 +163,7 @@ class WireSelect:
         self._keys = tuple(key for key, _ in columns)
         self._kinds = tuple(
             (key, "parsed_json" if kind == "json" and key in parsed else kind)
-            for key, kind in ((key, _kind(column.type)) for key, column in columns)
+            for key, kind in ((key, column_kind(column.type)) for key, column in columns)
         )
         self._converters: dict[str, list[tuple[str, Converter]]] = {}  # shared by refinements
 
@@ -175,6 +177,15 @@ class WireSelect:
         refined.raw = refinement(self.raw)
         refined._refinements = (*self._refinements, refinement)
         return refined
+
+    def rendered(self, columns: Callable[[Mapping[str, Any]], Sequence[Any]]) -> Select[Any]:
+        """The same statement with other columns, built by ``columns`` from the selected
+        ones (by key): for answers SQLite renders itself (:mod:`deputy.db.sqlite_json`)."""
+        query = self._decoded
+        query = query.with_only_columns(*columns(dict(query.selected_columns.items())))
+        for refinement in self._refinements:
+            query = refinement(query)
+        return query
 
     @property
     def decoded(self) -> Select[Any]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from deputy.db import tables as t
+from deputy.db.dialect import upsert_base
 from deputy.errors import BadRequest, NotFound, integrity_conflict
 from deputy.orchestration.bookkeeping import run_updates_for_state
 from deputy.schemas.core import (
@@ -106,9 +106,8 @@ _INSERT_STATE = t.flow_run_state.insert()
 @functools.cache
 def _insert_run_unless_key_exists(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (flow_id, idempotency_key) DO NOTHING RETURNING id."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(t.flow_run)
+        upsert_base(dialect, t.flow_run)
         .on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
         .returning(t.flow_run.c.id)
     )

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import Integer, case, cast, distinct, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from deputy.db import tables as t
+from deputy.db.dialect import upsert_base
 from deputy.db.event_filter_sql import event_where
 from deputy.errors import Unprocessable
 from deputy.schemas.events import Countable, EventFilter, EventOrder, TimeUnit
@@ -56,8 +56,11 @@ class InvalidPageToken(ValueError):
 
 @functools.cache
 def _insert_events(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(t.event).on_conflict_do_nothing(index_elements=["id"]).returning(_event.id)
+    return (
+        upsert_base(dialect, t.event)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(_event.id)
+    )
 
 
 async def write_events(conn: AsyncConnection, batch: Sequence[dict[str, Any]]) -> set[uuid.UUID]:

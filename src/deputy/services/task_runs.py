@@ -35,10 +35,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from deputy.db import tables as t
+from deputy.db.dialect import upsert_base
 from deputy.db.filter_sql import task_run_where
 from deputy.db.types import Timestamp
 from deputy.errors import NotFound, ObjectNotFound, integrity_conflict
@@ -171,9 +171,8 @@ _FIND_FOR_EVENT = select(_run.id, _run.flow_run_id, _run.task_key, _run.dynamic_
 @functools.cache
 def _insert_run_unless_key_exists(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (flow_run_id, task_key, dynamic_key) DO NOTHING RETURNING id."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(t.task_run)
+        upsert_base(dialect, t.task_run)
         .on_conflict_do_nothing(index_elements=["flow_run_id", "task_key", "dynamic_key"])
         .returning(_run.id)
     )
@@ -181,16 +180,14 @@ def _insert_run_unless_key_exists(dialect: str) -> Any:
 
 @functools.cache
 def _insert_state_unless_recorded(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(t.task_run_state).on_conflict_do_nothing(index_elements=["id"])
+    return upsert_base(dialect, t.task_run_state).on_conflict_do_nothing(index_elements=["id"])
 
 
 @functools.cache
 def _upsert_from_event(dialect: str, target: str, columns: tuple[str, ...]) -> Any:
     """Prefect's recorder upsert: insert the run, or update the columns the event carries
     when (and only when) its state is newer than the run's current one."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(t.task_run)
+    statement = upsert_base(dialect, t.task_run)
     index = ["flow_run_id", "task_key", "dynamic_key"] if target == "natural-key" else ["id"]
     changed = [name for name in columns if name not in ("id", "created")]
     return statement.on_conflict_do_update(

@@ -33,13 +33,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     Subquery,
     and_,
     bindparam,
@@ -57,6 +59,7 @@ from sqlalchemy import (
 )
 
 from deputy.db import tables as t
+from deputy.db import wire_rows
 from deputy.db.dialect import insert_on_conflict, is_postgres
 from deputy.db.wire_rows import WireSelect
 from deputy.errors import NotFound
@@ -69,12 +72,16 @@ from deputy.schemas.workers import (
     WorkerStatus,
     core_flow_run_to_wire,
 )
+from deputy.services import rendered_poll
 from deputy.services.common import now as utc_now
 from deputy.services.flow_runs import FLOW_RUN_ROWS, row_to_wire
 from deputy.services.work_pools import LAST_POLLED_TIMEOUT, pool_not_found, queue_not_found
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+#: A run as answered: a wire dict, or JSON text SQLite rendered (deputy.db.sqlite_json).
+WireRun = dict[str, Any] | orjson.Fragment
 
 WORKER_NOT_FOUND = "Worker not found."
 
@@ -425,6 +432,11 @@ def _same_priority_runs(has_before: bool, has_after: bool) -> WireSelect:
 
 
 @functools.cache
+def _same_priority_rendered(has_before: bool, has_after: bool) -> Select[Any]:
+    return _same_priority_runs(has_before, has_after).rendered(rendered_poll.columns)
+
+
+@functools.cache
 def _capped_runs(has_before: bool, has_after: bool) -> tuple[WireSelect, Subquery]:
     """SCHEDULED runs of the given queues, by queue priority then time, with their state,
     each ranked by time within its queue; the caps are added by :func:`_capped_runs_query`."""
@@ -509,8 +521,9 @@ async def get_scheduled_flow_runs(
     scheduled_after: dt.datetime | None,
     limit: int,
     now: dt.datetime | None = None,
-) -> list[dict[str, Any]]:
-    """``POST /work_pools/{name}/get_scheduled_flow_runs``, as WorkerFlowRunResponse dicts.
+) -> list[WireRun]:
+    """``POST /work_pools/{name}/get_scheduled_flow_runs``, as WorkerFlowRunResponse wire
+    values (on SQLite, JSON the query rendered).
 
     Statements: the pool with its queues; PENDING/RUNNING counts per queue, only when the
     pool or a polled queue has a concurrency limit; the runs; and, only when a queue's poll
@@ -530,7 +543,7 @@ async def _scheduled_runs(
     after: dt.datetime | None,
     limit: int,
     timestamp: dt.datetime,
-) -> list[dict[str, Any]]:
+) -> list[WireRun]:
     if poll.pool_is_paused:
         return []
     queues = [q for q in poll.queues if not q.is_paused]
@@ -555,10 +568,17 @@ async def _scheduled_runs(
         bounds["before"] = before
     if has_after:
         bounds["after"] = after
-    run_rows: list[Mapping[str, Any]]
+    # On SQLite the answer is rendered by the query itself (deputy.db.sqlite_json).
+    render = conn.dialect.name == "sqlite" and wire_rows.ENABLED
+    run_rows: list[Any]
     if caps:
         parameters = {"queue_ids": [q.id for q in queues], "limit": limit, **bounds}
-        run_rows = await _capped_runs_query(has_before, has_after, caps).rows(conn, parameters)
+        capped = _capped_runs_query(has_before, has_after, caps)
+        if render:
+            rendered = capped.rendered(rendered_poll.columns)
+            run_rows = list((await conn.execute(rendered, parameters)).all())
+        else:
+            run_rows = await capped.rows(conn, parameters)
     else:
         # Queue by queue in priority order (queues sharing a priority together, by time),
         # each an ordered index scan that stops at what is still needed.
@@ -572,10 +592,18 @@ async def _scheduled_runs(
                 "limit": limit - len(run_rows),
                 **bounds,
             }
-            run_rows.extend(await _same_priority_runs(has_before, has_after).rows(conn, parameters))
+            if render:
+                rendered = _same_priority_rendered(has_before, has_after)
+                run_rows.extend((await conn.execute(rendered, parameters)).all())
+            else:
+                run_rows.extend(
+                    await _same_priority_runs(has_before, has_after).rows(conn, parameters)
+                )
             if len(run_rows) >= limit:
                 break
-    results = []
+    if render:
+        return [rendered_poll.worker_flow_run(row, poll.pool_id, timestamp) for row in run_rows]
+    results: list[WireRun] = []
     for row in run_rows:
         current = None
         if row["state__id"] is not None:
