@@ -23,6 +23,7 @@ LAZY_MODULES = (
     "croniter",  # cron schedules
     "dateutil",  # RRule schedules
     "asyncpg",  # PostgreSQL
+    "sqlalchemy.dialects.postgresql",  # its SQL dialect (over 2 MiB)
     "sqlalchemy.ext.asyncio",  # PostgreSQL's async engine ...
     "sqlalchemy.orm",  # ... which loads the ORM
 )

@@ -190,6 +190,10 @@ class Database:
             # Only PostgreSQL needs the async engine (it loads the ORM: ~70 ms, ~8 MiB).
             from sqlalchemy.ext.asyncio import create_async_engine
 
+            from deputy.db.tables import use_postgresql_options
+
+            use_postgresql_options()
+
             self._async_engine = create_async_engine(
                 url,
                 pool_size=settings.db_pool_size,

@@ -276,13 +276,13 @@ flow_run = Table(
     UniqueConstraint("flow_id", "idempotency_key"),
     # Exactly one auto-scheduled run per deployment and slot, whichever schedule (or
     # scheduler process) proposes it; also the scheduler's index for a deployment's runs.
+    # PostgreSQL's copy of the condition: see use_postgresql_options.
     Index(
         "uq_flow_run__auto_scheduled_slot",
         "deployment_id",
         "expected_start_time",
         unique=True,
         sqlite_where=text("auto_scheduled"),
-        postgresql_where=text("auto_scheduled"),
     ),
     Index(None, "state_type", "next_scheduled_start_time"),
     Index(None, "work_queue_id", "state_type", "next_scheduled_start_time"),
@@ -430,3 +430,17 @@ event_resource = Table(
     ),
     Index(None, "resource_id", "occurred"),
 )
+
+
+def use_postgresql_options() -> None:
+    """Give the partial indexes their PostgreSQL condition (as ``postgresql_where=``).
+
+    Added when a PostgreSQL database is opened rather than written above: SQLAlchemy checks a
+    ``postgresql_*`` option by importing its PostgreSQL dialect, over 2 MiB of memory that a
+    server on SQLite should not carry.
+    """
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            where = index.dialect_options["sqlite"]["where"]
+            if where is not None:
+                index.dialect_options["postgresql"]["where"] = where
