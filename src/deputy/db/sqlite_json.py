@@ -74,13 +74,20 @@ def wire_uuid(column: ColumnElement[Any]) -> ColumnElement[str]:
 
 
 def wire_time(column: ColumnElement[Any]) -> ColumnElement[str]:
-    """A stored time as orjson writes the aware datetime (``OPT_UTC_Z``); NULL stays NULL."""
-    text = _text(column)
-    date_t = _part(text, 1, 10) + literal_column("'T'")
-    return case(
-        (_part(text, 20) == literal_column("'.000000'"), date_t + _part(text, 12, 8)),
-        else_=date_t + _part(text, 12),
-    ) + literal_column("'Z'")
+    """A stored time as orjson writes the aware datetime (``OPT_UTC_Z``); NULL stays NULL.
+
+    ``2026-01-02 03:04:05.120000`` becomes ``2026-01-02T03:04:05.120000Z``, and a zero
+    fraction is dropped: ``.000000Z`` can only be the end of the text.
+    """
+    with_t = func.replace(
+        _text(column), literal_column("' '"), literal_column("'T'"), type_=String()
+    )
+    return func.replace(
+        with_t + literal_column("'Z'"),
+        literal_column("'.000000Z'"),
+        literal_column("'Z'"),
+        type_=String(),
+    )
 
 
 def wire_json(column: ColumnElement[Any], *, default: str | None = None) -> ColumnElement[Any]:

@@ -18,19 +18,17 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, String, type_coerce
 
-from deputy.db.sqlite_json import json_object, wire_json, wire_time, wire_uuid, wire_value
+from deputy.db.sqlite_json import json_object, wire_json, wire_uuid, wire_value
 from deputy.db.types import read_json
 from deputy.schemas.core import canonical_details
 from deputy.schemas.flow_runs import estimated_run_time, estimated_start_time_delta
 
-#: The core FlowRun's fields before ``total_run_time``, in Prefect's order.
-_HEAD = (
-    "id",
-    "created",
-    "updated",
-    "name",
-    "flow_id",
-    "state_id",
+#: The core FlowRun's fields in Prefect's order, cut where Python writes a value: the run's
+#: state id and its queue id (each rendered once, though the answer has each twice: cutting a
+#: UUID into its dashed form is the dearest thing SQLite does here), the floats, the state.
+_HEAD = ("id", "created", "updated", "name", "flow_id")
+# "state_id"
+_MIDDLE = (
     "deployment_id",
     "deployment_version",
     "work_queue_name",
@@ -50,42 +48,43 @@ _HEAD = (
     "start_time",
     "end_time",
 )
-#: Those after the estimates and before ``state``.
-_TAIL = (
-    "auto_scheduled",
-    "infrastructure_document_id",
-    "infrastructure_pid",
-    "created_by",
-    "work_queue_id",
-)
-#: The state's fields before ``state_details``.
-_STATE = ("id", "type", "name", "timestamp", "message", "data")
+# "total_run_time", "estimated_run_time", "estimated_start_time_delta"
+_TAIL = ("auto_scheduled", "infrastructure_document_id", "infrastructure_pid", "created_by")
+# "work_queue_id", "state", "job_variables"
+#: The state's fields after its id and before its details.
+_STATE = ("type", "name", "timestamp", "message", "data")
 
 
 def columns(selected: Mapping[str, ColumnElement[Any]]) -> list[ColumnElement[Any]]:
     """The rendered columns, from a poll query's selected columns (runs, ``state__*``)."""
 
-    def field(name: str) -> ColumnElement[Any]:
-        if name == "labels":  # answered as {} when the run has none
-            return wire_json(selected[name], default="{}")
-        return wire_value(selected[name])
+    def fields(names: tuple[str, ...], prefix: str = "") -> ColumnElement[str]:
+        return json_object([(name, field(prefix + name)) for name in names])
+
+    def field(key: str) -> ColumnElement[Any]:
+        if key == "labels":  # answered as {} when the run has none
+            return wire_json(selected[key], default="{}")
+        return wire_value(selected[key])
+
+    def stored(key: str) -> ColumnElement[Any]:
+        return type_coerce(selected[key], String()).label(key)
 
     return [
-        json_object([(name, field(name)) for name in _HEAD]).label("head"),
+        fields(_HEAD).label("head"),
+        wire_uuid(selected["state_id"]).label("state_id"),
+        fields(_MIDDLE).label("middle"),
         selected["total_run_time"].label("total_run_time"),
-        # What the estimates read, as the wire rows hold them.
+        # What the estimates read, as stored.
         selected["state_type"].label("state_type"),
-        wire_time(selected["state_timestamp"]).label("state_timestamp"),
-        wire_time(selected["expected_start_time"]).label("expected_start_time"),
-        wire_time(selected["start_time"]).label("start_time"),
-        json_object([(name, field(name)) for name in _TAIL]).label("tail"),
-        type_coerce(selected["state__id"], String()).label("state_row"),
-        json_object([(name, wire_value(selected[f"state__{name}"])) for name in _STATE]).label(
-            "state_head"
-        ),
-        type_coerce(selected["state__state_details"], String()).label("state_details"),
-        wire_json(selected["job_variables"]).label("job_variables"),
+        stored("state_timestamp"),
+        stored("expected_start_time"),
+        stored("start_time"),
+        fields(_TAIL).label("tail"),
         wire_uuid(selected["work_queue_id"]).label("work_queue_id"),
+        stored("state__id"),
+        fields(_STATE, prefix="state__").label("state"),
+        stored("state__state_details"),
+        wire_json(selected["job_variables"]).label("job_variables"),
     ]
 
 
@@ -93,41 +92,51 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _stored_time(text: str | None) -> str | None:
+    """A time as SQLite holds it (naive UTC text) as ISO text with its offset, which the
+    estimates parse only when they need it."""
+    return None if text is None else f"{text}+00:00"
+
+
 def worker_flow_run(row: Any, pool_id: uuid.UUID, now: dt.datetime) -> orjson.Fragment:
     """A rendered row (see :func:`columns`) as Prefect's WorkerFlowRunResponse."""
     (
         head,
+        state_id,
+        middle,
         total_run_time,
         state_type,
         state_timestamp,
         expected_start_time,
         start_time,
         tail,
+        queue_id,
         state_row,
-        state_head,
+        state_fields,
         state_details,
         job_variables,
-        work_queue_id,
     ) = row
     estimate_inputs = {
         "total_run_time": total_run_time,
         "state_type": state_type,
-        "state_timestamp": state_timestamp,
-        "expected_start_time": expected_start_time,
-        "start_time": start_time,
+        "state_timestamp": _stored_time(state_timestamp),
+        "expected_start_time": _stored_time(expected_start_time),
+        "start_time": _stored_time(start_time),
     }
+    state_id_json = _json(state_id)
+    queue_id_json = _json(queue_id)
     state = "null"
-    if state_row is not None:
+    if state_row is not None:  # the run's state_id is the state's id
         details = canonical_details(read_json(state_details) if state_details else None)
-        state = f'{state_head[:-1]},"state_details":{_json(details)}}}'
+        state = f'{{"id":{state_id_json},{state_fields[1:-1]},"state_details":{_json(details)}}}'
     flow_run = (
-        f'{head[:-1]},"total_run_time":{_json(total_run_time)}'
+        f'{head[:-1]},"state_id":{state_id_json},{middle[1:-1]}'
+        f',"total_run_time":{_json(total_run_time)}'
         f',"estimated_run_time":{_json(estimated_run_time(estimate_inputs, now))}'
         f',"estimated_start_time_delta":{_json(estimated_start_time_delta(estimate_inputs, now))}'
-        f',{tail[1:-1]},"state":{state}'
+        f',{tail[1:-1]},"work_queue_id":{queue_id_json},"state":{state}'
         f',"job_variables":{job_variables if job_variables is not None else "null"}}}'
     )
     return orjson.Fragment(
-        f'{{"work_pool_id":"{pool_id}","work_queue_id":{_json(work_queue_id)}'
-        f',"flow_run":{flow_run}}}'
+        f'{{"work_pool_id":"{pool_id}","work_queue_id":{queue_id_json},"flow_run":{flow_run}}}'
     )
