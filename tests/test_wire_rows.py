@@ -119,7 +119,7 @@ async def world(client: httpx.AsyncClient, database: Database) -> dict[str, Any]
             state=scheduled(future),
             parameters={"nested": {"a": [1, 2.5, None, True, {"z": "é☃😀"}]}, "n": -(2**63)},
             tags=["x", "ü"],
-            idempotency_key="k1",
+            idempotency_key='k"1\\',
             job_variables={"env": {"A": "1"}},
             context={"k": [1, {"v": None}]},
         ),
@@ -153,16 +153,20 @@ async def world(client: httpx.AsyncClient, database: Database) -> dict[str, Any]
 
     await set_run(database, runs["late"], labels=None, created_by=None, job_variables=None)
     await set_state(
-        database, runs["late"], message="hello ☃", data={"result": [1, "two", {"3": 3.0}]}
+        database,
+        runs["late"],
+        message='hello ☃ "quoted" \\ \n\t\x01\x1f\x7f /',
+        data={"result": [1, "two", {"3": 3.0}]},
     )
     await set_run(
         database,
         runs["future"],
         created_by={"id": str(uuid.uuid4()), "type": "AUTOMATION", "display_value": "n"},
         parent_task_run_id=uuid.UUID(task.json()["id"]),
-        flow_version="1.0",
+        flow_version="1.0\r\b\f",
+        name="née \u2028 \U0001f600",
         deployment_version="v2",
-        infrastructure_pid="pid-7",
+        infrastructure_pid='pid-7 "x"',
     )
     await set_state(database, runs["future"], data=1.5)
     await set_state(database, runs["retrying"], data="text", state_details={})
