@@ -291,10 +291,10 @@ def test_sqlite_times_are_written_as_orjson_writes_them(stored: str) -> None:
     assert wire_rows._sqlite_timestamp(stored) == expected
 
 
-def test_sqlite_uuids_are_dashed() -> None:
+def testsqlite_uuids_are_dashed() -> None:
     value = uuid.uuid4()
-    assert wire_rows._sqlite_uuid(value.hex) == str(value)
-    assert wire_rows._sqlite_uuid(str(value)) == str(value)
+    assert wire_rows.sqlite_uuid(value.hex) == str(value)
+    assert wire_rows.sqlite_uuid(str(value)) == str(value)
 
 
 def sqlite_renders(render: Callable[[Any], Any], stored: Any) -> Any:

@@ -99,6 +99,11 @@ def wire_json(column: ColumnElement[Any], *, default: str | None = None) -> Colu
     return func.json(text, type_=String())
 
 
+def wire_string(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """A text column as a JSON string (``null`` for NULL), outside any ``json_object``."""
+    return func.json_quote(column, type_=String())
+
+
 def wire_bool(column: ColumnElement[Any]) -> ColumnElement[Any]:
     """0 or 1 as JSON ``false`` or ``true``."""
     return func.json(

@@ -65,7 +65,7 @@ Refinement = Callable[[Select[Any]], Select[Any]]
 # --- SQLite ----------------------------------------------------------------------------------
 
 
-def _sqlite_uuid(value: str) -> str:
+def sqlite_uuid(value: str) -> str:
     """SQLAlchemy stores a Uuid as 32 lowercase hex digits; the wire has the dashed form."""
     if len(value) != 32:
         return str(uuid.UUID(value))
@@ -98,7 +98,7 @@ def _sqlite_parsed_json(value: Any) -> Any:
 
 
 _SQLITE: dict[str, Converter | None] = {
-    "uuid": _sqlite_uuid,
+    "uuid": sqlite_uuid,
     "timestamp": _sqlite_timestamp,
     "json": _sqlite_json,
     "parsed_json": _sqlite_parsed_json,

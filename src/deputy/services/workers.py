@@ -602,7 +602,8 @@ async def _scheduled_runs(
             if len(run_rows) >= limit:
                 break
     if render:
-        return [rendered_poll.worker_flow_run(row, poll.pool_id, timestamp) for row in run_rows]
+        pool_id = str(poll.pool_id)
+        return [rendered_poll.worker_flow_run(row, pool_id, timestamp) for row in run_rows]
     results: list[WireRun] = []
     for row in run_rows:
         current = None
