@@ -20,6 +20,7 @@ LAZY_MODULES = (
     "referencing",
     "jinja2",  # templates in parameters and job variables
     "coolname",  # generated run names
+    "whenever",  # interval and cron schedules
     "croniter",  # cron schedules
     "dateutil",  # RRule schedules
     "asyncpg",  # PostgreSQL
@@ -79,6 +80,13 @@ def test_the_lazy_modules_load_when_first_needed() -> None:
         create_flow_run.generate_run_name()
         hydration.render_template("{{ 1 + 1 }}")
         parameter_schema.validate_parameters({"x": 1}, {"properties": {"x": {"type": "integer"}}})
+
+        import datetime as dt
+        from deputy.scheduling import schedule_times
+        from deputy.schemas.schedules import CronSchedule, IntervalSchedule
+        start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+        for schedule in (IntervalSchedule(interval=60), CronSchedule(cron="0 * * * *")):
+            assert len(schedule_times(schedule, start=start, count=2)) == 2
         """
     )
-    assert {"coolname", "jinja2", "jsonschema", "referencing"} <= modules
+    assert {"coolname", "jinja2", "jsonschema", "referencing", "whenever", "croniter"} <= modules

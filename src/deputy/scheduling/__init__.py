@@ -1,15 +1,16 @@
 """When schedules fire: run times of interval, cron and RRule schedules, as Prefect 3.9.1's
 server computes them (on Python 3.11/3.12), DST behaviour included. Pure functions: no
-database, no web framework."""
+database, no web framework.
+
+Each kind's module is imported when a schedule of that kind is first computed: they load
+whenever, croniter or dateutil, which a server without schedules never needs.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from deputy.scheduling.cron import cron_times
-from deputy.scheduling.interval import interval_times
 from deputy.scheduling.local import MAX_CANDIDATES, as_aware
-from deputy.scheduling.rrule import rrule_times
 from deputy.schemas.schedules import CronSchedule, IntervalSchedule, Schedule
 
 __all__ = ["MAX_CANDIDATES", "schedule_times"]
@@ -29,9 +30,15 @@ def schedule_times(
     first = as_aware(start)
     last = as_aware(end) if end is not None else None
     if isinstance(schedule, IntervalSchedule):
+        from deputy.scheduling.interval import interval_times
+
         times = interval_times(schedule, first, last, count)
     elif isinstance(schedule, CronSchedule):
+        from deputy.scheduling.cron import cron_times
+
         times = cron_times(schedule, first, last, count)
     else:
+        from deputy.scheduling.rrule import rrule_times
+
         times = rrule_times(schedule, first, last, count)
     return sorted({moment.astimezone(dt.UTC) for moment in times})
