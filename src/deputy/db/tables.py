@@ -236,7 +236,7 @@ flow_run = Table(
     Column("name", String, nullable=False, index=True),
     Column("flow_id", Uuid, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
     # No foreign key, as in Prefect: runs outlive their deployment.
-    Column("deployment_id", Uuid, index=True),
+    Column("deployment_id", Uuid),
     Column("deployment_version", String),
     Column("work_queue_name", String, index=True),
     Column("work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True),
@@ -284,6 +284,8 @@ flow_run = Table(
         unique=True,
         sqlite_where=text("auto_scheduled"),
     ),
+    # A deployment's runs, and in expected-start order (a page of them read in order).
+    Index(None, "deployment_id", "expected_start_time"),
     Index(None, "state_type", "next_scheduled_start_time"),
     Index(None, "work_queue_id", "state_type", "next_scheduled_start_time"),
     Index(None, "expected_start_time"),
