@@ -234,12 +234,14 @@ flow_run = Table(
     metadata,
     *_base_columns(index_updated=False),
     Column("name", String, nullable=False, index=True),
-    Column("flow_id", Uuid, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
+    # Indexed by uq_flow_run__flow_id_idempotency_key, whose first column it is.
+    Column("flow_id", Uuid, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False),
     # No foreign key, as in Prefect: runs outlive their deployment.
     Column("deployment_id", Uuid),
     Column("deployment_version", String),
     Column("work_queue_name", String, index=True),
-    Column("work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True),
+    # Indexed first in ix_flow_run__work_queue_id_state_type_next_scheduled_start_time.
+    Column("work_queue_id", Uuid, ForeignKey("work_queue.id", ondelete="SET NULL")),
     Column("flow_version", String),
     Column("parameters", json_type(), nullable=False, server_default="{}"),
     Column("idempotency_key", String),
