@@ -166,6 +166,7 @@ class WireSelect:
             for key, kind in ((key, column_kind(column.type)) for key, column in columns)
         )
         self._converters: dict[str, list[tuple[str, Converter]]] = {}  # shared by refinements
+        self._rendered_bases: dict[Callable[..., Any], Select[Any]] = {}  # likewise
 
     def refined(self, refinement: Refinement) -> WireSelect:
         """The same columns with the FROM, WHERE, ORDER BY... clauses ``refinement`` adds.
@@ -180,9 +181,16 @@ class WireSelect:
 
     def rendered(self, columns: Callable[[Mapping[str, Any]], Sequence[Any]]) -> Select[Any]:
         """The same statement with other columns, built by ``columns`` from the selected
-        ones (by key): for answers SQLite renders itself (:mod:`deputy.db.sqlite_json`)."""
-        query = self._decoded
-        query = query.with_only_columns(*columns(dict(query.selected_columns.items())))
+        ones (by key): for answers SQLite renders itself (:mod:`deputy.db.sqlite_json`).
+
+        The columns are built once per ``columns`` function (refinements share them): they
+        are dozens of expressions, dearer to build than the clauses a request adds.
+        """
+        query = self._rendered_bases.get(columns)
+        if query is None:
+            selected = dict(self._decoded.selected_columns.items())
+            query = self._decoded.with_only_columns(*columns(selected))
+            self._rendered_bases[columns] = query
         for refinement in self._refinements:
             query = refinement(query)
         return query

@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, delete, func, nulls_last, select, update
 
 from deputy.db import tables as t
+from deputy.db import wire_rows
 from deputy.db.filter_sql import flow_run_where
 from deputy.db.wire_rows import WireSelect
 from deputy.errors import BadRequest, NotFound, ObjectNotFound
 from deputy.schemas.core import StateType, canonical_details, dump_policy
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
 from deputy.schemas.flow_runs import flow_run_to_wire
+from deputy.services import rendered_runs
 from deputy.services.common import now
 from deputy.services.job_variables import validate_job_variables_for_run
+from deputy.services.rendered_runs import WireRun
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -85,11 +88,28 @@ def row_to_wire(run: Mapping[str, Any], timestamp: dt.datetime | None = None) ->
     )
 
 
-async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> dict[str, Any]:
-    rows = await _READ_FLOW_RUN.rows(conn, {"id": flow_run_id})
-    if not rows:
+async def wire_runs(
+    conn: AsyncConnection,
+    runs: WireSelect,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    timestamp: dt.datetime | None = None,
+) -> list[WireRun]:
+    """The runs ``runs`` (a refinement of :data:`FLOW_RUN_ROWS`) reads, as FlowRunResponse
+    wire values: on SQLite rendered by the query itself (:mod:`.rendered_runs`)."""
+    moment = timestamp or now()
+    if conn.dialect.name == "sqlite" and wire_rows.ENABLED:
+        rendered = runs.rendered(rendered_runs.response_columns)
+        rows = (await conn.execute(rendered, parameters)).all()
+        return [rendered_runs.flow_run_response(row, moment) for row in rows]
+    return [row_to_wire(row, moment) for row in await runs.rows(conn, parameters)]
+
+
+async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> WireRun:
+    runs = await wire_runs(conn, _READ_FLOW_RUN, {"id": flow_run_id})
+    if not runs:
         raise NotFound(FLOW_RUN_NOT_FOUND)
-    return row_to_wire(rows[0])
+    return runs[0]
 
 
 async def read_flow_run_by_idempotency_key(
@@ -106,8 +126,8 @@ async def filter_flow_runs(
     sort: FlowRunSort,
     offset: int,
     limit: int,
-) -> list[dict[str, Any]]:
-    """One page of the runs matching ``filters``, as FlowRunResponse dicts.
+) -> list[WireRun]:
+    """One page of the runs matching ``filters``, as FlowRunResponse wire values.
 
     The page is chosen on ``flow_run`` alone and only its runs are joined to their states,
     queues and pools: joined first, SQLite sorts every matching run with all its columns
@@ -118,8 +138,7 @@ async def filter_flow_runs(
         select(_run.id).where(*flow_run_where(filters)).order_by(*order).offset(offset).limit(limit)
     )
     runs = FLOW_RUN_ROWS.refined(lambda query: query.where(_run.id.in_(page)).order_by(*order))
-    timestamp = now()
-    return [row_to_wire(row, timestamp) for row in await runs.rows(conn)]
+    return await wire_runs(conn, runs)
 
 
 async def count_flow_runs(conn: AsyncConnection, filters: RelatedFilters) -> int:

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -72,16 +71,14 @@ from deputy.schemas.workers import (
     WorkerStatus,
     core_flow_run_to_wire,
 )
-from deputy.services import rendered_poll
+from deputy.services import rendered_runs
 from deputy.services.common import now as utc_now
-from deputy.services.flow_runs import FLOW_RUN_ROWS, row_to_wire
+from deputy.services.flow_runs import FLOW_RUN_ROWS, wire_runs
+from deputy.services.rendered_runs import WireRun
 from deputy.services.work_pools import LAST_POLLED_TIMEOUT, pool_not_found, queue_not_found
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
-
-#: A run as answered: a wire dict, or JSON text SQLite rendered (deputy.db.sqlite_json).
-WireRun = dict[str, Any] | orjson.Fragment
 
 WORKER_NOT_FOUND = "Worker not found."
 
@@ -433,7 +430,7 @@ def _same_priority_runs(has_before: bool, has_after: bool) -> WireSelect:
 
 @functools.cache
 def _same_priority_rendered(has_before: bool, has_after: bool) -> Select[Any]:
-    return _same_priority_runs(has_before, has_after).rendered(rendered_poll.columns)
+    return _same_priority_runs(has_before, has_after).rendered(rendered_runs.worker_columns)
 
 
 @functools.cache
@@ -575,7 +572,7 @@ async def _scheduled_runs(
         parameters = {"queue_ids": [q.id for q in queues], "limit": limit, **bounds}
         capped = _capped_runs_query(has_before, has_after, caps)
         if render:
-            rendered = capped.rendered(rendered_poll.columns)
+            rendered = capped.rendered(rendered_runs.worker_columns)
             run_rows = list((await conn.execute(rendered, parameters)).all())
         else:
             run_rows = await capped.rows(conn, parameters)
@@ -603,7 +600,7 @@ async def _scheduled_runs(
                 break
     if render:
         pool_id = str(poll.pool_id)
-        return [rendered_poll.worker_flow_run(row, pool_id, timestamp) for row in run_rows]
+        return [rendered_runs.worker_flow_run(row, pool_id, timestamp) for row in run_rows]
     results: list[WireRun] = []
     for row in run_rows:
         current = None
@@ -628,10 +625,10 @@ async def get_scheduled_flow_runs_for_deployments(
     *,
     scheduled_before: dt.datetime | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[WireRun]:
     """``POST /deployments/get_scheduled_flow_runs``: SCHEDULED runs (AwaitingRetry included,
     as Prefect) of existing deployments among ``deployment_ids``, earliest first, as
-    FlowRunResponse dicts; then the deployments that need it are marked READY and polled.
+    FlowRunResponse wire values; then the deployments that need it are marked READY and polled.
     Two statements."""
     timestamp = utc_now()
     known = select(dep.id).where(dep.id.in_(deployment_ids))
@@ -645,7 +642,7 @@ async def get_scheduled_flow_runs_for_deployments(
             .limit(limit)
         )
     )
-    results = [row_to_wire(row, timestamp) for row in await runs.rows(conn)]
+    results = await wire_runs(conn, runs, timestamp=timestamp)
     if deployment_ids:
         await conn.execute(
             _MARK_DEPLOYMENTS,
