@@ -3,8 +3,8 @@
 Each endpoint that reads runs that way is asked twice over the same runs, with the wire rows
 on and off (``wire_rows.ENABLED``), the clock frozen so the estimates agree. The answers must
 be the same bytes; where a run holds integers beyond 64 bits, whose stored text orjson never
-wrote, the same JSON (values and key order). On SQLite the worker poll's fast answer is the one
-SQLite renders (``deputy.db.sqlite_json``); its expressions are also checked one by one.
+wrote, the same JSON (values and key order). On SQLite the fast answers are the ones SQLite
+renders (``deputy.services.rendered_runs``); its expressions are also checked one by one.
 """
 
 from __future__ import annotations
