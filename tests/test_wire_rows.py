@@ -208,6 +208,18 @@ async def test_worker_poll_answers_the_same(
         fast, decoded = await both_ways(monkeypatch, lambda b=body: client.post(url, json=b))
         assert fast.json(), body
         assert fast.content == decoded.content, body
+    # A policy stored without its defaults is answered with them, as Prefect's FlowRunPolicy.
+    polled = (await client.post(url, json={})).json()
+    retrying = next(item for item in polled if item["flow_run"]["id"] == made["retrying"]["id"])
+    assert retrying["flow_run"]["empirical_policy"] == {
+        "max_retries": 0,
+        "retry_delay_seconds": 0.0,
+        "retries": None,
+        "retry_delay": None,
+        "pause_keys": [],
+        "resuming": False,
+        "retry_type": None,
+    }
     odd_url = f"/work_pools/{made['odd_pool']['name']}/get_scheduled_flow_runs"
     fast, decoded = await both_ways(monkeypatch, lambda: client.post(odd_url, json={}))
     assert [item["flow_run"]["parameters"]["big"] for item in fast.json()] == [2**70]

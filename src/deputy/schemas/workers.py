@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import DateTime
+from deputy.schemas.core import DateTime, canonical_policy
 from deputy.schemas.filters import FilterBody, Operator
 from deputy.schemas.flow_runs import (
     FlowRun,
@@ -156,7 +156,7 @@ def core_flow_run_to_wire(run: Any, state: Any, now: dt.datetime) -> dict[str, A
         "parameters": run["parameters"],
         "idempotency_key": run["idempotency_key"],
         "context": run["context"],
-        "empirical_policy": run["empirical_policy"],
+        "empirical_policy": canonical_policy(run["empirical_policy"]),
         "tags": run["tags"],
         "labels": run["labels"] or {},
         "parent_task_run_id": run["parent_task_run_id"],

@@ -5,7 +5,7 @@ Each run is one f-string over one row. SQLite writes the groups of fields it wri
 dashed form (cheaper than SQLite's ``substr`` chains), splices the stored JSON documents in
 as they are (their text is what orjson wrote), and writes what SQLite cannot write as orjson
 does: the floats, the two estimates (which depend on the clock) and the documents merged with
-their defaults (state details, and the policy of a FlowRunResponse).
+their defaults (the state's details and the run's policy).
 
 Two shapes: the worker poll's WorkerFlowRunResponse (Prefect's core ``FlowRun``), and the
 FlowRunResponse of the flow-run filter and read and the Runner's poll. Each is byte for byte
@@ -168,7 +168,7 @@ class _Run:
             parameters,
             idempotency_key,
             context,
-            self.policy,
+            policy,
             tags,
             labels,
             parent_task_run_id,
@@ -206,7 +206,7 @@ class _Run:
             f',"flow_id":{_uuid(flow_id)},"state_id":{state_id_json}'
             f',"deployment_id":{_uuid(deployment_id)},"deployment_version":{deployment_version}'
         )
-        # From the flow version up to the policy, which one shape merges with defaults.
+        # From the flow version up to the policy.
         self.middle = (
             f'"flow_version":{flow_version}'
             f',"parameters":{_document(parameters)},"idempotency_key":{idempotency_key}'
@@ -231,16 +231,17 @@ class _Run:
                 f',"state_details":{orjson.dumps(details).decode()}}}'
             )
         self.job_variables = _document(job_variables)
+        self.policy = _canonical_policy(policy if policy is None else _document(policy))
 
 
 def worker_flow_run(row: Any, pool_id: str, now: dt.datetime) -> orjson.Fragment:
     """A row of :func:`worker_columns` as Prefect's WorkerFlowRunResponse (``pool_id`` as
-    text): the run's own queue name, its policy as stored."""
+    text): the run's own queue name (not its queue's)."""
     run = _Run(row, now)
     queue_name = row[30]
     flow_run = (
         f'{run.head},"work_queue_name":{queue_name},{run.middle}'
-        f',"empirical_policy":{_document(run.policy)},{run.tail}'
+        f',"empirical_policy":{run.policy},{run.tail}'
         f',"work_queue_id":{run.queue_id},"state":{run.state}'
         f',"job_variables":{run.job_variables}}}'
     )
@@ -251,15 +252,12 @@ def worker_flow_run(row: Any, pool_id: str, now: dt.datetime) -> orjson.Fragment
 
 def flow_run_response(row: Any, now: dt.datetime) -> orjson.Fragment:
     """A row of :func:`response_columns` as Prefect's FlowRunResponse: the queue's name when
-    the run has a queue, its policy merged with the defaults, its pool."""
+    the run has a queue, and its pool."""
     run = _Run(row, now)
     queue_name, pool_id, pool_name = row[30:33]
-    policy = run.policy
-    if not isinstance(policy, (str, type(None))):  # a bare number: its affinity made it one
-        policy = orjson.dumps(policy).decode()
     return orjson.Fragment(
         f'{run.head},"work_queue_id":{run.queue_id},"work_queue_name":{queue_name}'
-        f',{run.middle},"empirical_policy":{_canonical_policy(policy)},{run.tail}'
+        f',{run.middle},"empirical_policy":{run.policy},{run.tail}'
         f',"work_pool_id":{_uuid(pool_id)},"work_pool_name":{pool_name}'
         f',"state":{run.state},"job_variables":{run.job_variables}}}'
     )

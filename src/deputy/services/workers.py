@@ -403,8 +403,8 @@ def _scheduled_conditions(has_before: bool, has_after: bool) -> list[ColumnEleme
     return where
 
 
-#: The state's details are merged with defaults by the wire builder: read as Python values.
-_PARSED_JSON = ("state__state_details",)
+#: Merged with defaults by the wire builder: read as Python values.
+_PARSED_JSON = ("empirical_policy", "state__state_details")
 
 
 @functools.cache
