@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from deputy import __version__
 from deputy.api import ROUTERS
+from deputy.api.fast_path import CreateFlowRunFastPath
 from deputy.api.middleware import PrefectHeadersMiddleware
 from deputy.api.responses import JSONResponse
 from deputy.api.validation import request_validation_handler
@@ -61,6 +62,8 @@ def create_api_app(settings: Settings, database: Database) -> FastAPI:
     api.state.database = database
     for router in ROUTERS:
         api.include_router(router)
+    # Added first, so it runs after the header checks (Starlette runs the last added first).
+    api.add_middleware(CreateFlowRunFastPath)
     api.add_middleware(PrefectHeadersMiddleware)
     _add_error_handlers(api, database)
     return api

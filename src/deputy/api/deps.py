@@ -10,6 +10,7 @@ import base64
 import binascii
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -60,8 +61,13 @@ ClientVersionDep = Annotated[tuple[int, ...] | None, Depends(get_client_version)
 async def get_created_by(request: Request) -> dict[str, Any] | None:
     """``created_by`` from the ``Prefect-Automation-ID`` / ``-Name`` (base64) headers that
     automations send; nothing unless both are present and valid."""
-    automation_id = request.headers.get("prefect-automation-id")
-    name = request.headers.get("prefect-automation-name")
+    return created_by_from(request.headers)
+
+
+def created_by_from(headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """:func:`get_created_by` for headers at hand."""
+    automation_id = headers.get("prefect-automation-id")
+    name = headers.get("prefect-automation-name")
     if not automation_id or not name:
         return None
     try:

@@ -90,7 +90,7 @@ class _OrjsonRequest(Request):
         if not hasattr(self, "_json"):
             body = await self.body()
             self._json = parse_json(body)
-            _refuse_deep_nesting(body, self._json)
+            refuse_deep_nesting(body, self._json)
         return self._json
 
 
@@ -117,7 +117,7 @@ def parse_json(body: bytes) -> Any:
 MAX_BODY_DEPTH = 300
 
 
-def _refuse_deep_nesting(body: bytes, document: Any) -> None:
+def refuse_deep_nesting(body: bytes, document: Any) -> None:
     """Raise a JSON decode error (422 ``json_invalid``) for bodies nested too deeply.
 
     Counting brackets in C first keeps this free for ordinary bodies.
