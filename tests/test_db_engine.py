@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from deputy.db import tables as t
 from deputy.db.engine import Database
+from deputy.db.types import json_type
 from deputy.services.common import now
 from deputy.settings import Settings
 from factories import create_deployment, create_work_pool
@@ -130,3 +131,39 @@ async def test_commits_reach_the_database_file_without_waiting_for_sqlites_thres
             break
         await asyncio.sleep(0.02)
     assert copied_names() == ["copied"]
+
+
+async def test_json_columns_store_none_as_json_null_unless_nullable(database: Database) -> None:
+    """``json_type()`` writes ``None`` as JSON ``null`` (the column may be NOT NULL);
+    ``json_type(nullable=True)`` writes SQL NULL, on both databases."""
+    scratch = MetaData()
+    table = Table(
+        "json_none_check",
+        scratch,
+        Column("id", Integer, primary_key=True),
+        Column("document", json_type(), nullable=False),
+        Column("optional", json_type(nullable=True)),
+    )
+    await database.run_sync(scratch.create_all)
+    try:
+        async with database.write() as conn:
+            await conn.execute(table.insert().values(id=1, document=None, optional=None))
+            await conn.execute(
+                table.insert(),
+                [
+                    {"id": 2, "document": None, "optional": None},
+                    {"id": 3, "document": [1], "optional": None},
+                ],
+            )
+            await conn.execute(table.update().where(table.c.id == 3).values(document=None))
+        async with database.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        table.c.document.is_(None), table.c.optional.is_(None), table.c.document
+                    ).order_by(table.c.id)
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [(False, True, None)] * 3  # JSON null reads as None
+    finally:
+        await database.run_sync(scratch.drop_all)

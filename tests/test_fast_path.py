@@ -50,8 +50,8 @@ def ways(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     taken: list[str] = []
     validate = fast_path._valid_request
 
-    def recording(scope: dict[str, Any], body: bytes) -> DeploymentFlowRunCreate | None:
-        request = validate(scope, body)
+    def recording(body: bytes) -> DeploymentFlowRunCreate | None:
+        request = validate(body)
         taken.append("handed on" if request is None else "served")
         return request
 
@@ -205,3 +205,27 @@ async def test_no_content_type_and_a_dashless_id_are_served_as_by_the_route(
     fast, routed = await both_ways(dashless, json={})
     assert masked(fast.json()) == masked(routed.json())
     assert ways == ["served", "served"]
+
+
+async def test_a_client_gone_before_its_body_is_not_answered() -> None:
+    """Neither served nor handed on: the route would only fail to read the body."""
+    handed_on: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handed_on.append(scope)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/deployments/{uuid.uuid4()}/create_flow_run",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await fast_path.CreateFlowRunFastPath(route)(scope, receive, send)
+    assert (handed_on, sent) == ([], [])

@@ -56,7 +56,9 @@ class CreateFlowRunFastPath:
             await self.app(scope, receive, send)
             return
         body, disconnected = await _read_body(receive)
-        request = None if disconnected else _valid_request(scope, body)
+        if disconnected:  # the client left before sending its body: nobody to answer
+            return
+        request = _valid_request(body)
         if request is None:
             await self.app(scope, _replaying(body, receive), send)
             return
@@ -110,7 +112,7 @@ async def _read_body(receive: Any) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
-def _valid_request(scope: Scope, body: bytes) -> DeploymentFlowRunCreate | None:
+def _valid_request(body: bytes) -> DeploymentFlowRunCreate | None:
     """The body as the route would validate it, or ``None`` for the route to answer."""
     if body.strip() in (b"", b"null"):
         return None
