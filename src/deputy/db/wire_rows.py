@@ -5,7 +5,9 @@ to 200 runs of some forty columns each. Decoded as usual, SQLAlchemy turns every
 document into Python objects, and orjson turns them back into text a moment later: under load
 that round trip was most of the server's time. A :class:`WireSelect` selects the same columns
 as ``NullType`` (no result processing) and turns what the driver hands back into the values
-orjson writes exactly as it wrote the decoded ones:
+orjson writes exactly as it wrote the decoded ones. (On SQLite those endpoints go one step
+further: :meth:`WireSelect.rendered` has the query write most of the JSON itself, see
+:mod:`deputy.db.sqlite_json`.)
 
 =========  =============================================  ===================================
 column     SQLite (sqlite3)                               PostgreSQL (asyncpg)
