@@ -95,7 +95,8 @@ def _sqlite_json(value: Any) -> Any:
     return orjson.Fragment(value) if isinstance(value, str) else value
 
 
-def _sqlite_parsed_json(value: Any) -> Any:
+def sqlite_parsed_json(value: Any) -> Any:
+    """A JSON column's text as Python values; a bare number (NUMERIC affinity) as is."""
     return read_json(value) if isinstance(value, str) else value
 
 
@@ -103,7 +104,7 @@ _SQLITE: dict[str, Converter | None] = {
     "uuid": sqlite_uuid,
     "timestamp": _sqlite_timestamp,
     "json": _sqlite_json,
-    "parsed_json": _sqlite_parsed_json,
+    "parsed_json": sqlite_parsed_json,
     "bool": bool,
     "plain": None,
 }

@@ -27,7 +27,7 @@ from sqlalchemy.types import NullType
 
 from deputy.db.sqlite_json import json_object, wire_string, wire_value
 from deputy.db.types import read_json
-from deputy.db.wire_rows import sqlite_uuid
+from deputy.db.wire_rows import sqlite_parsed_json, sqlite_uuid
 from deputy.schemas.core import canonical_details, canonical_policy
 from deputy.schemas.flow_runs import estimated_run_time, estimated_start_time_delta
 
@@ -129,10 +129,6 @@ def _document(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def _parsed(value: Any) -> Any:
-    return read_json(value) if isinstance(value, str) else value
-
-
 @functools.lru_cache(maxsize=256)
 def _canonical_policy(stored: str | None) -> str:
     """A stored policy merged with the defaults, as JSON text. Cached by the stored text:
@@ -225,7 +221,9 @@ class _Run:
         )
         self.state = "null"
         if state_row_id is not None:  # the run's state_id is its state's id
-            details = canonical_details(_parsed(state_details) if state_details else None)
+            details = canonical_details(
+                sqlite_parsed_json(state_details) if state_details else None
+            )
             self.state = (
                 f'{{"id":{state_id_json},{state_members[1:-1]},"data":{_document(state_data)}'
                 f',"state_details":{orjson.dumps(details).decode()}}}'
