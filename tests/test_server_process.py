@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import time
+import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
 
+from live import prefect_socket
 from servers import deputy_server
 
 
@@ -163,3 +168,31 @@ def test_mixed_load_on_two_processes_never_fails(tmp_path: Path, database_url: s
     assert set(totals) <= {200, 201}, totals
     assert count == 200
     assert completed > 0
+
+
+def test_the_server_process_serves_websockets(tmp_path: Path, database_url: str) -> None:
+    """The websocket protocol is loaded at the first upgrade (``deputy.lean``): a Prefect-style
+    events socket still authenticates, and what it sends is stored."""
+    sent = {
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": "over.the.socket",
+        "resource": {"prefect.resource.id": "socket.test"},
+        "id": str(uuid.uuid4()),
+    }
+
+    async def send_one(url: str) -> None:
+        async with prefect_socket(f"{url.replace('http://', 'ws://')}/events/in") as websocket:
+            await websocket.send(json.dumps(sent))
+
+    with deputy_server(tmp_path, database_url) as server:
+        asyncio.run(send_one(server.url))
+        deadline = time.monotonic() + 10
+        found: list[str] = []
+        while not found and time.monotonic() < deadline:
+            page = httpx.post(
+                f"{server.url}/events/filter",
+                json={"filter": {"event": {"name": ["over.the.socket"]}}},
+            ).json()
+            found = [stored["id"] for stored in page["events"]]
+            time.sleep(0.05)
+    assert found == [sent["id"]]

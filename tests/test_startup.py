@@ -31,8 +31,10 @@ LAZY_MODULES = (
 
 
 def _modules_after(script: str) -> set[str]:
-    """The modules a fresh interpreter has loaded after running ``script``."""
-    program = textwrap.dedent(script) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    """The modules a fresh interpreter has loaded after running ``script`` (not those marked
+    absent with a ``None`` entry)."""
+    listing = "[name for name, module in sys.modules.items() if module is not None]"
+    program = f"{textwrap.dedent(script)}\nimport json, sys\nprint(json.dumps({listing}))"
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
     )
@@ -90,3 +92,23 @@ def test_the_lazy_modules_load_when_first_needed() -> None:
         """
     )
     assert {"coolname", "jinja2", "jsonschema", "referencing", "whenever", "croniter"} <= modules
+
+
+def test_the_server_process_leaves_out_what_serving_does_not_need(tmp_path: Path) -> None:
+    """``deputy server start`` up to serving (database migrated, app built, socket bound):
+    no lazy module, no CLI framework or settings library, and none of what ``deputy.lean``
+    leaves out or defers (pydantic.v1, the websocket protocol, the idna codec)."""
+    modules = _modules_after(
+        f"""
+        import os
+        os.environ["DEPUTY_HOME"] = {str(tmp_path)!r}
+        os.environ.pop("DEPUTY_DATABASE_URL", None)
+        from deputy.cli import prepare_server
+        server, sockets = prepare_server("127.0.0.1", 0, "warning")
+        assert server.config.loaded is False and sockets and sockets[0].getsockname()[1] > 0
+        """
+    )
+    assert (tmp_path / "deputy.db").exists()
+    assert _loaded(modules, "uvicorn") and _loaded(modules, "fastapi")
+    left_out = ("typer", "pydantic_settings", "pydantic.v1", "websockets", "encodings.idna")
+    assert [name for name in (*LAZY_MODULES, *left_out) if _loaded(modules, name)] == []

@@ -1,17 +1,46 @@
-"""Runtime configuration, read from ``DEPUTY_*`` environment variables when asked for."""
+"""Runtime configuration, read from ``DEPUTY_*`` environment variables when asked for.
+
+A plain pydantic model fills the fields it is not given from the environment; pydantic
+converts the strings. (pydantic-settings did the same with 1.25 MiB and 13 ms more of
+start-up, for sources deputy does not use.)
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ENV_PREFIX = "DEPUTY_"
 
 
-class Settings(BaseSettings):
-    """Everything deputy can be told from outside; built once by the CLI or a test."""
+class Settings(BaseModel):
+    """Everything deputy can be told from outside; built once by the CLI or a test.
 
-    model_config = SettingsConfigDict(env_prefix="DEPUTY_", extra="ignore")
+    A field given to the constructor wins over its ``DEPUTY_<FIELD>`` variable, which wins
+    over the default. Variable names are matched ignoring case.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_environment(cls, given: Any) -> Any:
+        if not isinstance(given, dict):
+            return given
+        variables = {
+            name.upper(): value
+            for name, value in os.environ.items()
+            if name.upper().startswith(ENV_PREFIX)
+        }
+        from_environment = {
+            field: variables[f"{ENV_PREFIX}{field.upper()}"]
+            for field in cls.model_fields
+            if f"{ENV_PREFIX}{field.upper()}" in variables
+        }
+        return {**from_environment, **given}
 
     home: Path = Field(default_factory=lambda: Path.home() / ".deputy")
     database_url: str | None = None

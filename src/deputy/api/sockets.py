@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -22,7 +23,6 @@ from typing import Any
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
-from websockets.exceptions import ConnectionClosed
 
 from deputy.api.responses import dumps
 
@@ -40,8 +40,16 @@ class Disconnected(Exception):
     """The client went away."""
 
 
-#: What sending to a client that has gone raises (Starlette, uvicorn, websockets).
-_GONE = (Disconnected, WebSocketDisconnect, RuntimeError, OSError, ConnectionClosed)
+@functools.cache
+def _gone() -> tuple[type[BaseException], ...]:
+    """What sending to a client that has gone raises (Starlette, uvicorn, websockets).
+
+    Built when first needed, so that ``websockets`` loads with the first socket (as the
+    server's websocket protocol does, see ``deputy.lean``), not at start-up.
+    """
+    from websockets.exceptions import ConnectionClosed
+
+    return (Disconnected, WebSocketDisconnect, RuntimeError, OSError, ConnectionClosed)
 
 
 async def receive_text(websocket: WebSocket) -> str | bytes:
@@ -117,7 +125,7 @@ async def receive_filter(websocket: WebSocket) -> dict[str, Any] | None:
 
 async def _until_disconnected(websocket: WebSocket) -> None:
     """Read (and ignore) frames until the client leaves."""
-    with contextlib.suppress(*_GONE):
+    with contextlib.suppress(*_gone()):
         while True:
             await receive_text(websocket)
 
@@ -136,5 +144,5 @@ async def stream_until_disconnected(
         await asyncio.gather(sender, reader, return_exceptions=True)
     if sender in done and not sender.cancelled():
         error = sender.exception()
-        if error is not None and not isinstance(error, _GONE):
+        if error is not None and not isinstance(error, _gone()):
             logger.warning("stream to a websocket client failed", exc_info=error)
