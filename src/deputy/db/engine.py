@@ -17,8 +17,8 @@ Pragmas: WAL (readers never block the writer), ``synchronous=NORMAL``, foreign k
 WAL is copied back into the database file by a thread of its own (``checkpoint.py``), not by
 the commit that happens to cross SQLite's threshold on the event loop.
 
-PostgreSQL uses asyncpg through SQLAlchemy's async engine, READ COMMITTED; rows that decide a
-race are locked with ``FOR UPDATE`` by the service that needs them.
+PostgreSQL uses asyncpg through SQLAlchemy (``postgres_connection.py``), READ COMMITTED; rows
+that decide a race are locked with ``FOR UPDATE`` by the service that needs them.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from deputy.db import postgres_connection
 from deputy.db.checkpoint import SAFETY_NET_PAGES, Checkpointer
 from deputy.db.types import read_json
 from deputy.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
 
@@ -171,7 +172,7 @@ class Database:
             "json_serializer": _json_serializer,
             "json_deserializer": _json_deserializer,
         }
-        self._async_engine: AsyncEngine | None = None
+        self.is_postgres = not self.is_sqlite
         self._checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
@@ -187,21 +188,17 @@ class Database:
             )
             _configure_sqlite(self.sync_engine)
         else:
-            # Only PostgreSQL needs the async engine (it loads the ORM: ~70 ms, ~8 MiB).
-            from sqlalchemy.ext.asyncio import create_async_engine
-
             from deputy.db.tables import use_postgresql_options
 
             use_postgresql_options()
-
-            self._async_engine = create_async_engine(
+            # The asyncpg dialect pools asyncio connections; postgres_connection.py drives it.
+            self.sync_engine = create_engine(
                 url,
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
                 pool_pre_ping=True,
                 **engine_options,
             )
-            self.sync_engine = self._async_engine.sync_engine
 
     def describe(self) -> str:
         """The URL with any password hidden, for the start-up banner."""
@@ -210,9 +207,9 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction (a consistent snapshot in WAL mode)."""
-        if self._async_engine is not None:
-            async with self._async_engine.connect() as conn, conn.begin():
-                yield conn
+        if self.is_postgres:
+            async with postgres_connection.transaction(self.sync_engine) as conn:
+                yield cast("AsyncConnection", conn)
             return
         with self.sync_engine.connect() as sync_conn:
             sync_conn.begin()
@@ -224,9 +221,9 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed when the block ends without error."""
-        if self._async_engine is not None:
-            async with self._async_engine.connect() as conn, conn.begin():
-                yield conn
+        if self.is_postgres:
+            async with postgres_connection.transaction(self.sync_engine) as conn:
+                yield cast("AsyncConnection", conn)
             return
         self._queued_writers += 1
         try:
@@ -302,19 +299,16 @@ class Database:
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` with a plain connection and commit (migrations, maintenance)."""
-        if self._async_engine is not None:
-            async with self._async_engine.connect() as conn:
-                result = await conn.run_sync(fn)
-                await conn.commit()
-                return result
+        if self.is_postgres:
+            return await postgres_connection.run_sync(self.sync_engine, fn)
         with self.sync_engine.connect() as sync_conn:
             result = fn(sync_conn)
             sync_conn.commit()
             return result
 
     async def dispose(self) -> None:
-        if self._async_engine is not None:
-            await self._async_engine.dispose()
+        if self.is_postgres:
+            await postgres_connection.dispose(self.sync_engine)
         else:
             if self._checkpointer is not None:
                 await asyncio.to_thread(self._checkpointer.stop)
