@@ -4,6 +4,7 @@ and the settings it builds from ``DEPUTY_*`` variables."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -136,3 +137,13 @@ def test_server_start_on_a_host_name_lets_uvicorn_resolve_it(tmp_path: Path) -> 
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_server_start_on_a_port_in_use_fails_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _deputy(tmp_path, "server", "start", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 3  # uvicorn's start-up failure
+    assert "address already in use" in (result.stdout + result.stderr).lower()
