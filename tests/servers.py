@@ -34,10 +34,16 @@ class RunningServer:
 
 @contextmanager
 def deputy_server(
-    home: Path, database_url: str | None = None, *, timeout: float = 20.0, **settings: str
+    home: Path,
+    database_url: str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 20.0,
+    **settings: str,
 ) -> Iterator[RunningServer]:
     """A real server process with its files under ``home`` and its database at
-    ``database_url`` (default: SQLite in ``home``); stopped (by its PID) afterwards.
+    ``database_url`` (default: SQLite in ``home``), listening on ``host`` (reached through
+    127.0.0.1); stopped (by its PID) afterwards.
     ``settings`` are extra ``DEPUTY_*`` variables, e.g. ``LATE_RUNS_INTERVAL_SECONDS="1"``."""
     port = free_port()
     log = home / f"server-{port}.log"
@@ -49,7 +55,7 @@ def deputy_server(
     deputy = Path(sys.executable).with_name("deputy")
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(deputy), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [str(deputy), "server", "start", "--host", host, "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -8,7 +8,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from deputy.db.migrate import head_revision
 from deputy.settings import Settings
-from servers import free_port
+from servers import deputy_server
 
 DEPUTY = Path(sys.executable).with_name("deputy")
 
@@ -118,25 +117,10 @@ def test_a_bad_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_server_start_on_a_host_name_lets_uvicorn_resolve_it(tmp_path: Path) -> None:
     """Literal addresses are bound by the CLI itself; a name still works (uvicorn looks it up)."""
-    port = free_port()
-    env = {**os.environ, "DEPUTY_HOME": str(tmp_path)}
-    env.pop("DEPUTY_DATABASE_URL", None)
-    command = [str(DEPUTY), "server", "start", "--host", "localhost", "--port", str(port)]
-    with (tmp_path / "server.log").open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 20
-        healthy = False
-        while not healthy and time.monotonic() < deadline and process.poll() is None:
-            try:
-                healthy = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        assert healthy is True, (tmp_path / "server.log").read_text()
-        assert f"http://localhost:{port}/api" in (tmp_path / "server.log").read_text()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with deputy_server(tmp_path, host="localhost") as server:
+        assert httpx.get(f"{server.url}/health").json() is True
+        port = server.url.split(":")[2].split("/")[0]
+        assert f"http://localhost:{port}/api" in server.output()
 
 
 def test_server_start_on_a_port_in_use_fails_with_the_reason(tmp_path: Path) -> None:
