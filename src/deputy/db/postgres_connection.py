@@ -3,7 +3,7 @@
 SQLAlchemy drives asyncpg from synchronous code by running each call in a greenlet that awaits
 the driver (``greenlet_spawn``); its ``AsyncEngine`` and ``AsyncConnection`` are thin wrappers
 around exactly that. The ``sqlalchemy.ext.asyncio`` package also imports the ORM, though:
-about 90 ms and 8 MiB of start-up for classes deputy never uses. deputy makes the same calls
+about 120 ms and 8 MiB of start-up for classes deputy never uses. deputy makes the same calls
 itself, on a plain ``Engine`` whose asyncpg dialect already pools asyncio connections, and
 offers services the few ``AsyncConnection`` calls they make (as ``SqliteConnection`` does).
 """
