@@ -539,6 +539,19 @@ async def test_duplicate_queue_is_409_with_prefect_literal_message(
     )
 
 
+async def test_queue_with_a_null_description_is_created_with_an_empty_one(
+    client: httpx.AsyncClient,
+) -> None:
+    """What ``prefect work-queue create NAME --pool POOL`` sends (Prefect answers 201)."""
+    name = (await create_work_pool(client))["name"]
+    body = {"name": "q1", "description": None, "is_paused": False, "concurrency_limit": None,
+            "priority": None, "filter": None}  # fmt: skip
+    response = await client.post(f"/work_pools/{name}/queues", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["description"] == ""
+    assert (await client.get(f"/work_pools/{name}/queues/q1")).json()["description"] == ""
+
+
 async def test_queue_body_validation(client: httpx.AsyncClient) -> None:
     name = (await create_work_pool(client))["name"]
     zero = await client.post(f"/work_pools/{name}/queues", json={"name": "z", "priority": 0})

@@ -157,6 +157,13 @@ class WorkQueueCreate(BaseModel):
     priority: PositiveInt | None = None
     filter: QueueFilter | None = None
 
+    @field_validator("description")
+    @classmethod
+    def _null_description_is_empty(cls, value: str | None) -> str:
+        """The Prefect client sends ``null`` for a queue without a description (``prefect
+        work-queue create --pool``); Prefect stores ``""`` then, as for a missing key."""
+        return "" if value is None else value
+
 
 class WorkQueueUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -369,7 +369,7 @@ async def create_work_queue(
             queue_filter=None if body.filter is None else body.filter.model_dump(mode="json"),
         )
     except IntegrityError:
-        # As Prefect: any integrity failure (a duplicate name, a null description) is this.
+        # As Prefect: any integrity failure is this, even one that is not about the name.
         raise Conflict(QUEUE_EXISTS) from None
     if body.priority is not None:
         await _apply_priorities(conn, pool.id, {row.id: body.priority})
