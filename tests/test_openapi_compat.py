@@ -71,6 +71,7 @@ DELIBERATE_DIFFERENCES: dict[tuple[str, str, str], str] = {
     ("POST", "/deployments/", "status"): _CREATED_STATUS,
     ("POST", "/deployments/{id}/create_flow_run", "status"): _CREATED_STATUS,
     ("POST", "/flow_runs/", "status"): _CREATED_STATUS,
+    ("POST", "/artifacts/", "status"): _CREATED_STATUS,
     ("GET", "/csrf-token", "response: properties"): _CSRF,
 }
 

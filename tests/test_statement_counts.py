@@ -171,3 +171,20 @@ async def test_runner_poll_takes_two_statements(
         response = await client.post("/deployments/get_scheduled_flow_runs", json=body)
     assert len(response.json()) == 1
     assert len(statements) == 2, statements  # runs, mark the deployments that need it
+
+
+async def test_artifact_writes_from_a_running_flow(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """What ``create_*_artifact`` and ``update_progress_artifact`` send while a flow runs."""
+    with counted_statements(database) as keyless:
+        created = await client.post("/artifacts/", json={"type": "progress", "data": 0.0})
+    assert created.status_code == 201
+    with counted_statements(database) as keyed:
+        assert (await client.post("/artifacts/", json={"key": "report"})).status_code == 201
+    with counted_statements(database) as progress:
+        response = await client.patch(f"/artifacts/{created.json()['id']}", json={"data": 50.0})
+    assert response.status_code == 204
+    assert len(keyless) == 1, keyless  # insert the version
+    assert len(keyed) == 2, keyed  # upsert the key's latest, insert the version
+    assert len(progress) == 2, progress  # update the version, and the key's latest if it is

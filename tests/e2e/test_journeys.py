@@ -333,3 +333,52 @@ def test_journey_9_schedules_from_the_sdk_and_cli(prefect: PrefectEnv, worker: N
     # Only the hourly schedule is active now: its runs stay, the cron's are gone.
     assert runs and all(run["expected_start_time"][14:] == "00:00Z" for run in runs), runs
     assert {run["created_by"]["display_value"] for run in runs} == {"IntervalSchedule"}
+
+
+def test_journey_10_a_flow_reports_artifacts_and_the_cli_lists_them(
+    prefect: PrefectEnv,
+) -> None:
+    key = f"report-{uuid.uuid4().hex[:8]}"
+    reported = prefect.python(
+        f"""
+        import asyncio, json
+        from prefect import flow, task
+        from prefect.artifacts import (
+            create_link_artifact, create_markdown_artifact, create_progress_artifact,
+            create_table_artifact, update_progress_artifact,
+        )
+        from prefect.client.orchestration import get_client
+
+        @task
+        def rows():
+            create_table_artifact(table=[{{"a": 1}}, {{"a": 2}}], key={key!r} + "-rows")
+            return 2
+
+        @flow
+        def reporting():
+            progress = create_progress_artifact(0.0)
+            create_markdown_artifact("# first", key={key!r})
+            update_progress_artifact(progress, 50.0)
+            create_markdown_artifact("# second", key={key!r}, description="v2")
+            create_link_artifact("https://example.com", link_text="example")
+            update_progress_artifact(progress, 100.0)
+            return rows()
+
+        async def latest():
+            async with get_client() as client:
+                return await client.read_latest_artifacts()
+
+        assert reporting() == 2
+        print(json.dumps(sorted([a.key, a.data] for a in asyncio.run(latest()))))
+        """
+    )
+    assert reported == [[key, "# second"], [f"{key}-rows", '[{"a": 1}, {"a": 2}]']]
+    listed = prefect.cli("artifact", "ls")
+    output = listed.stdout + listed.stderr
+    assert listed.returncode == 0, output
+    assert key in output and f"{key}-rows" in output, output
+    inspected = prefect.cli("artifact", "inspect", key)
+    output = inspected.stdout + inspected.stderr
+    assert inspected.returncode == 0, output
+    assert "# second" in output and "# first" in output, output  # every version, newest first
+    assert_no_server_complaints(output)

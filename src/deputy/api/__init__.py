@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from deputy.api import (
     admin,
+    artifacts,
     concurrency_limits,
     deployments,
     events,
@@ -36,4 +37,5 @@ ROUTERS: list[APIRouter] = [
     events.router,
     task_runs.router,
     task_runs.states_router,
+    artifacts.router,
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, ColumnClause
@@ -385,6 +385,41 @@ def variable_clause(flt: f.VariableFilter) -> Clause:
     return _children(flt, [_ids(c.id, flt.id), _names(c.name, flt.name), tags])
 
 
+def _artifact_key(column: Any, flt: f.ArtifactFilterKey | None) -> Clause | None:
+    if flt is None:
+        return None
+    out: list[Clause] = []
+    if flt.any_ is not None:
+        out.append(column.in_(flt.any_))
+    if flt.like_:
+        out.append(ilike_contains(column, flt.like_))
+    if flt.exists_ is not None:
+        out.append(_null(column, not flt.exists_))
+    return _all(out)
+
+
+def artifact_clause(table: Table, flt: f.ArtifactFilter | f.ArtifactCollectionFilter) -> Clause:
+    """An artifact filter on ``artifact``, or a latest-artifact filter on
+    ``artifact_collection`` (the same conditions, with ``latest_id`` for ``id``)."""
+    c = table.c
+    own_id = (
+        _ids(c.id, flt.id)
+        if isinstance(flt, f.ArtifactFilter)
+        else _ids(c.latest_id, flt.latest_id)
+    )
+    kind = None if flt.type is None else _any_not_any(c.type, flt.type.any_, flt.type.not_any_)
+    return _children(
+        flt,
+        [
+            own_id,
+            _artifact_key(c.key, flt.key),
+            _ids(c.flow_run_id, flt.flow_run_id),
+            _ids(c.task_run_id, flt.task_run_id),
+            kind,
+        ],
+    )
+
+
 def _task_run_state_clause(flt: f.TaskRunFilterState | None) -> Clause | None:
     """As Prefect: a ``type``/``name`` child without ``any_`` is dropped (not TRUE)."""
     if flt is None:
@@ -567,16 +602,36 @@ def task_run_where(filters: f.TaskRunRelatedFilters) -> list[Clause]:
         if ids is not None:
             where.append(run.flow_run_id.in_(ids))
             return where
-    if (
-        filters.flows is not None
-        or filters.flow_runs is not None
-        or filters.deployments is not None
-    ):
-        related = f.RelatedFilters(
-            flows=filters.flows, flow_runs=filters.flow_runs, deployments=filters.deployments
-        )
-        runs = select(t.flow_run.c.id).where(*flow_run_where(related))
+    runs = _matching_flow_run_ids(filters)
+    if runs is not None:
         where.append(run.flow_run_id.in_(runs))
+    return where
+
+
+def _matching_flow_run_ids(filters: f.TaskRunRelatedFilters) -> Any:
+    """The ids of flow runs matching ``flows``, ``flow_runs`` and ``deployments`` together;
+    ``None`` when none of them was given."""
+    if filters.flows is None and filters.flow_runs is None and filters.deployments is None:
+        return None
+    related = f.RelatedFilters(
+        flows=filters.flows, flow_runs=filters.flow_runs, deployments=filters.deployments
+    )
+    return select(t.flow_run.c.id).where(*flow_run_where(related))
+
+
+def artifact_where(table: Table, filters: f.TaskRunRelatedFilters) -> list[Clause]:
+    """Conditions on ``artifact`` or ``artifact_collection`` rows from the related filters,
+    as in Prefect: ``flows``, ``flow_runs`` and ``deployments`` together ask for the
+    artifact's flow run to match them all; ``task_runs`` for its task run to match (any of
+    them, even ``{}``, leaves out artifacts without such a run)."""
+    c = table.c
+    where: list[Clause] = []
+    runs = _matching_flow_run_ids(filters)
+    if runs is not None:
+        where.append(c.flow_run_id.in_(runs))
+    if filters.task_runs is not None:
+        runs = select(t.task_run.c.id).where(task_run_clause(filters.task_runs))
+        where.append(c.task_run_id.in_(runs))
     return where
 
 
@@ -584,6 +639,8 @@ __all__ = [
     "ClauseElement",
     "array_has_all",
     "array_has_any",
+    "artifact_clause",
+    "artifact_where",
     "deployment_where",
     "false",
     "flow_run_where",

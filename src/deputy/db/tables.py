@@ -436,6 +436,39 @@ event_resource = Table(
 )
 
 
+#: Artifacts, as Prefect keeps them: no foreign keys, so they outlive their runs.
+artifact = Table(
+    "artifact",
+    metadata,
+    *_base_columns(),
+    Column("key", String),
+    Column("type", String),
+    Column("description", Text),
+    Column("data", json_type(nullable=True)),
+    Column("metadata_", json_type(nullable=True)),
+    Column("flow_run_id", Uuid, index=True),
+    Column("task_run_id", Uuid, index=True),
+    # A key's versions newest first: the "latest" of a key, and the one after a deletion.
+    Index(None, "key", "created"),
+)
+
+#: One row per artifact key: a copy of its newest version (``latest_id``), so the latest
+#: artifacts are one indexed read. Written in the transaction that writes the version.
+artifact_collection = Table(
+    "artifact_collection",
+    metadata,
+    *_base_columns(),
+    Column("key", String, nullable=False, unique=True),
+    Column("latest_id", Uuid, nullable=False),
+    Column("type", String),
+    Column("description", Text),
+    Column("data", json_type(nullable=True)),
+    Column("metadata_", json_type(nullable=True)),
+    Column("flow_run_id", Uuid),
+    Column("task_run_id", Uuid),
+)
+
+
 def use_postgresql_options() -> None:
     """Give the partial indexes their PostgreSQL condition (as ``postgresql_where=``).
 

@@ -202,6 +202,36 @@ class VariableFilter(_Combined):
     tags: VariableFilterTags | None = None
 
 
+# --- artifacts ---------------------------------------------------------------------------
+
+
+class ArtifactFilterKey(_Strict):
+    any_: list[str] | None = None
+    like_: str | None = None
+    exists_: bool | None = None
+
+
+class ArtifactFilterType(_Strict):
+    any_: list[str] | None = None
+    not_any_: list[str] | None = None
+
+
+class ArtifactFilter(_Combined):
+    id: IdOnlyAny | None = None
+    key: ArtifactFilterKey | None = None
+    flow_run_id: IdOnlyAny | None = None
+    task_run_id: IdOnlyAny | None = None
+    type: ArtifactFilterType | None = None
+
+
+class ArtifactCollectionFilter(_Combined):
+    latest_id: IdOnlyAny | None = None
+    key: ArtifactFilterKey | None = None
+    flow_run_id: IdOnlyAny | None = None
+    task_run_id: IdOnlyAny | None = None
+    type: ArtifactFilterType | None = None
+
+
 # --- sorts -------------------------------------------------------------------------------
 
 
@@ -224,6 +254,16 @@ class VariableSort(enum.StrEnum):
     UPDATED_DESC = "UPDATED_DESC"
     NAME_DESC = "NAME_DESC"
     NAME_ASC = "NAME_ASC"
+
+
+class ArtifactSort(enum.StrEnum):
+    """Also the sorts of the latest artifacts (Prefect's ``ArtifactCollectionSort``)."""
+
+    CREATED_DESC = "CREATED_DESC"
+    UPDATED_DESC = "UPDATED_DESC"
+    ID_DESC = "ID_DESC"
+    KEY_DESC = "KEY_DESC"
+    KEY_ASC = "KEY_ASC"
 
 
 class FlowRunSort(enum.StrEnum):
