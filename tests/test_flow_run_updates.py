@@ -25,6 +25,13 @@ async def test_plain_create_defaults_to_pending_with_flow_labels(
     assert run["deployment_id"] is None and run["work_queue_id"] is None
     assert run["tags"] == ["t"]
     assert run["parameters"] == {"a": 1}
+    assert run["job_variables"] == {}  # as Prefect, which code calling .get() on it relies on
+    explicit_null = await client.post(
+        "/flow_runs/", json={"flow_id": flow["id"], "job_variables": None}
+    )
+    assert explicit_null.json()["job_variables"] == {}
+    read = await client.get(f"/flow_runs/{explicit_null.json()['id']}")
+    assert read.json()["job_variables"] == {}
 
 
 async def test_plain_create_with_an_idempotency_key_replays_with_200(

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from factories import create_flow, unique
+from factories import create_deployment, create_flow, create_work_pool, unique
 
 
 async def test_create_flow_returns_201_then_200_for_the_same_name(
@@ -87,6 +87,36 @@ async def test_filter_count_and_paginate_flows(client: httpx.AsyncClient) -> Non
     page = (await client.post("/flows/paginate", json={"page": 2, "limit": 2})).json()
     assert (page["count"], page["pages"], page["page"], page["limit"]) == (3, 2, 2, 2)
     assert [f["name"] for f in page["results"]] == names[2:]
+
+
+async def test_flows_by_work_pool_are_those_with_a_deployment_in_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """As Prefect: ``work_pools`` goes with ``deployments`` (one deployment matching both),
+    not with the flow's runs."""
+    pool = await create_work_pool(client)
+    other_pool = await create_work_pool(client)
+    deployed = await create_flow(client)
+    deployment = await create_deployment(client, deployed, work_pool_name=pool["name"])
+    ran_there = await create_flow(client)
+    elsewhere = await create_deployment(client, ran_there, work_pool_name=other_pool["name"])
+    run = await client.post(
+        f"/deployments/{elsewhere['id']}/create_flow_run", json={"work_queue_name": "default"}
+    )
+    assert run.status_code == 201
+
+    async def flows(**body: object) -> list[str]:
+        response = await client.post("/flows/filter", json=body)
+        assert response.status_code == 200, response.text
+        return [flow["name"] for flow in response.json()]
+
+    in_pool = {"name": {"any_": [pool["name"]]}}
+    assert await flows(work_pools=in_pool) == [deployed["name"]]
+    assert (await client.post("/flows/count", json={"work_pools": in_pool})).json() == 1
+    same_deployment = {"id": {"any_": [deployment["id"]]}}
+    assert await flows(work_pools=in_pool, deployments=same_deployment) == [deployed["name"]]
+    other_deployment = {"id": {"any_": [elsewhere["id"]]}}
+    assert await flows(work_pools=in_pool, deployments=other_deployment) == []
 
 
 async def test_filter_limit_above_200_is_refused(client: httpx.AsyncClient) -> None:

@@ -527,24 +527,23 @@ def flow_run_where(filters: f.RelatedFilters) -> list[Clause]:
 def flow_where(filters: f.FlowRelatedFilters) -> list[Clause]:
     """Conditions on flow rows: the flow's own filter, or having matching runs/deployments.
 
-    ``flow_runs`` and ``task_runs`` apply together, as in Prefect: one of the flow's runs
-    matches ``flow_runs`` and has a task run matching ``task_runs``.
+    As in Prefect, ``flow_runs`` and ``task_runs`` apply together (one of the flow's runs
+    matches ``flow_runs`` and has a task run matching ``task_runs``), and so do
+    ``deployments`` and ``work_pools`` (one of the flow's deployments matches
+    ``deployments`` and is in a pool matching ``work_pools``).
     """
     where: list[Clause] = []
     if filters.flows is not None:
         where.append(flow_clause(filters.flows))
-    run_filters = f.RelatedFilters(
-        flow_runs=filters.flow_runs, task_runs=filters.task_runs, work_pools=filters.work_pools
-    )
-    if (
-        filters.flow_runs is not None
-        or filters.task_runs is not None
-        or filters.work_pools is not None
-    ):
+    if filters.flow_runs is not None or filters.task_runs is not None:
+        run_filters = f.RelatedFilters(flow_runs=filters.flow_runs, task_runs=filters.task_runs)
         runs = select(t.flow_run.c.flow_id).where(*flow_run_where(run_filters))
         where.append(t.flow.c.id.in_(runs))
-    if filters.deployments is not None:
-        deployments = select(t.deployment.c.flow_id).where(deployment_clause(filters.deployments))
+    if filters.deployments is not None or filters.work_pools is not None:
+        deployment_filters = f.RelatedFilters(
+            deployments=filters.deployments, work_pools=filters.work_pools
+        )
+        deployments = select(t.deployment.c.flow_id).where(*deployment_where(deployment_filters))
         where.append(t.flow.c.id.in_(deployments))
     return where
 

@@ -400,7 +400,7 @@ async def create_flow_run(
         tags=list(dict.fromkeys(body.tags)),
         labels={**labels, **(body.labels or {})},
         created_by=created_by,
-        job_variables=body.job_variables,
+        job_variables=body.job_variables if body.job_variables is not None else {},
         infrastructure_document_id=body.infrastructure_document_id,
         parent_task_run_id=body.parent_task_run_id,
     )
