@@ -13,7 +13,7 @@ from deputy.db import tables as t
 from deputy.db.engine import Database
 from deputy.services import work_pools
 from deputy.services.work_pools import spread_priorities
-from factories import create_work_pool, unique
+from factories import create_deployment, create_work_pool, unique
 
 EMPTY_STORAGE = {
     "bundle_upload_step": None,
@@ -711,6 +711,119 @@ async def test_work_queues_filter_lists_every_pool_by_name(client: httpx.AsyncCl
         "/work_queues/filter", json={"work_queues": {"name": {"any_": ["default"]}}}
     )
     assert {q["work_pool_name"] for q in named.json()} == {first["name"], second["name"]}
+
+
+# --- /work_queues by id, and legacy queues -------------------------------------------------
+
+
+async def test_legacy_create_puts_queues_in_the_default_agent_pool(
+    client: httpx.AsyncClient,
+) -> None:
+    """What ``create_work_queue(name)`` without a pool sends (``null`` for what is unset)."""
+    unset = {"description": None, "is_paused": False, "concurrency_limit": None,
+             "priority": None, "filter": None}  # fmt: skip
+    default = await client.post("/work_queues/", json={"name": "default", **unset})
+    assert default.status_code == 201, default.text
+    pool = (await client.get("/work_pools/default-agent-pool")).json()
+    # The pool is created with its default queue, which "default" then is (as in Prefect).
+    assert default.json()["id"] == pool["default_queue_id"]
+    created = await client.post("/work_queues/", json={"name": "legacy", **unset})
+    assert created.status_code == 201
+    assert {k: created.json()[k] for k in ("description", "priority", "work_pool_name")} == {
+        "description": "",
+        "priority": 2,
+        "work_pool_name": "default-agent-pool",
+    }
+    limited = await client.post("/work_queues/", json={"name": "limited", "concurrency_limit": 3})
+    assert limited.json()["active_slots"] == 0
+    for name in ("legacy", "default"):
+        again = await client.post("/work_queues/", json={"name": name})
+        assert (again.status_code, again.json()) == (
+            409,
+            {"detail": "A work queue with this name already exists."},
+        )
+    bad = await client.post("/work_queues/", json={"name": "a/b"})
+    assert bad.status_code == 422
+
+
+async def test_update_and_delete_a_queue_by_id(client: httpx.AsyncClient) -> None:
+    """What ``prefect work-queue pause/resume/set-concurrency-limit/delete`` send."""
+    pool = await create_work_pool(client)
+    queue = await create_queue(client, pool["name"], name="q")
+    url = f"/work_queues/{queue['id']}"
+    assert (await client.patch(url, json={"is_paused": True})).status_code == 204
+    paused = (await client.get(url)).json()
+    assert (paused["is_paused"], paused["status"]) == (True, "PAUSED")
+    changed = await client.patch(url, json={"concurrency_limit": 4, "priority": 1})
+    assert changed.status_code == 204
+    assert [q["name"] for q in await queues_of(client, pool["name"])] == ["q", "default"]
+    resumed = await client.patch(url, json={"is_paused": False, "concurrency_limit": None})
+    assert resumed.status_code == 204
+    read = (await client.get(url)).json()
+    assert (read["is_paused"], read["status"], read["concurrency_limit"]) == (
+        False, "NOT_READY", None
+    )  # fmt: skip
+
+    assert (await client.delete(url)).status_code == 204
+    assert (await client.get(url)).status_code == 404
+    assert [q["name"] for q in await queues_of(client, pool["name"])] == ["default"]
+    refused = await client.delete(f"/work_queues/{pool['default_queue_id']}")
+    assert (refused.status_code, refused.json()) == (
+        409,
+        {"detail": "Can't delete a pool's default queue."},
+    )
+
+    missing = uuid.uuid4()
+    patch = await client.patch(f"/work_queues/{missing}", json={})
+    assert (patch.status_code, patch.json()) == (
+        404,
+        {"detail": f"Work Queue {missing} not found"},
+    )
+    gone = await client.delete(f"/work_queues/{missing}")
+    assert (gone.status_code, gone.json()) == (404, {"detail": "work queue not found"})
+
+
+async def test_queue_status_counts_late_runs_and_the_last_poll(
+    client: httpx.AsyncClient,
+) -> None:
+    """What ``prefect work-queue inspect`` reads: healthy when polled within a minute and
+    without late runs."""
+    pool = await create_work_pool(client)
+    queue = await create_queue(client, pool["name"], name="watched")
+    url = f"/work_queues/{queue['id']}/status"
+    policy = {"maximum_late_runs": 0, "maximum_seconds_since_last_polled": 60}
+    assert (await client.get(url)).json() == {
+        "healthy": False,
+        "late_runs_count": 0,
+        "last_polled": None,
+        "health_check_policy": policy,
+    }
+    poll = await client.post(
+        f"/work_pools/{pool['name']}/get_scheduled_flow_runs",
+        json={"work_queue_names": ["watched"]},
+    )
+    assert poll.status_code == 200
+    polled = (await client.get(url)).json()
+    assert (polled["healthy"], polled["late_runs_count"]) == (True, 0)
+    assert polled["last_polled"] is not None
+
+    deployment = await create_deployment(client, work_pool_name=pool["name"])
+    late = {"type": "SCHEDULED", "name": "Late"}
+    for queue_name, state in (("watched", late), ("watched", None), ("default", late)):
+        body: dict[str, Any] = {"work_queue_name": queue_name}
+        if state:
+            body["state"] = state
+        created = await client.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
+        assert created.status_code == 201, created.text
+    unhealthy = (await client.get(url)).json()
+    assert (unhealthy["healthy"], unhealthy["late_runs_count"]) == (False, 1)
+
+    missing = uuid.uuid4()
+    unknown = await client.get(f"/work_queues/{missing}/status")
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"exception_message": f"Work queue with id {missing} not found"},
+    )
 
 
 # --- service functions used by deployments and create_flow_run ------------------------------

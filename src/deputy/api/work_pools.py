@@ -1,5 +1,5 @@
-"""Routes for /work_pools (pools, their queues, workers and the worker poll) and the read side
-of /work_queues."""
+"""Routes for /work_pools (pools, their queues, workers and the worker poll) and /work_queues
+(queues by id, and legacy queues in ``default-agent-pool``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from deputy.schemas.work_pools import (
     WorkQueueCreate,
     WorkQueueFilterBody,
     WorkQueueResponse,
+    WorkQueueStatusDetail,
     WorkQueueUpdate,
     work_pool_to_wire,
     work_queue_to_wire,
@@ -33,6 +34,7 @@ from deputy.schemas.workers import (
 )
 from deputy.services import work_pools, workers
 from deputy.services.common import page_limit
+from deputy.services.work_pools import DEFAULT_AGENT_POOL_NAME
 
 router = FastRouter(prefix="/work_pools", tags=["Work Pools"])
 work_queues_router = FastRouter(prefix="/work_queues", tags=["Work Queues"])
@@ -239,6 +241,36 @@ async def delete_worker(
 
 
 # --- /work_queues (read side) -----------------------------------------------------------
+
+
+@work_queues_router.post("/", response_model=WorkQueueResponse, status_code=status.HTTP_201_CREATED)
+async def create_legacy_work_queue(body: WorkQueueCreate, database: DatabaseDep) -> JSONResponse:
+    """A queue in ``default-agent-pool`` (``create_work_queue`` without a pool's name)."""
+    async with database.write() as conn:
+        row = await work_pools.create_legacy_work_queue(conn, body)
+    return json_response(work_queue_to_wire(row, DEFAULT_AGENT_POOL_NAME), status_code=201)
+
+
+@work_queues_router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+async def update_work_queue_by_id(
+    id: IdPath, body: WorkQueueUpdate, database: DatabaseDep
+) -> Response:
+    async with database.write() as conn:
+        await work_pools.update_work_queue_by_id(conn, id, body)
+    return Response(status_code=204)
+
+
+@work_queues_router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_work_queue_by_id(id: IdPath, database: DatabaseDep) -> Response:
+    async with database.write() as conn:
+        await work_pools.delete_work_queue_by_id(conn, id)
+    return Response(status_code=204)
+
+
+@work_queues_router.get("/{id:uuid}/status", response_model=WorkQueueStatusDetail)
+async def read_work_queue_status(id: IdPath, database: DatabaseDep) -> JSONResponse:
+    async with database.read() as conn:
+        return json_response(await work_pools.read_work_queue_status(conn, id))
 
 
 @work_queues_router.post("/filter", response_model=list[WorkQueueResponse])

@@ -292,3 +292,43 @@ def work_queue_to_wire(
         "status": row.status,
         "active_slots": None if row.concurrency_limit is None else (active_slots or 0),
     }
+
+
+class WorkQueueHealthPolicy(BaseModel):
+    maximum_late_runs: int | None = 0
+    maximum_seconds_since_last_polled: int | None = 60
+
+
+class WorkQueueStatusDetail(BaseModel):
+    """``GET /work_queues/{id}/status`` (documentation only)."""
+
+    healthy: bool
+    late_runs_count: int = 0
+    last_polled: dt.datetime | None = None
+    health_check_policy: WorkQueueHealthPolicy
+
+
+#: Prefect judges every queue by this policy (it cannot be set).
+QUEUE_HEALTH_POLICY = WorkQueueHealthPolicy()
+
+
+def work_queue_status_to_wire(
+    late_runs_count: int, last_polled: dt.datetime | None, now: dt.datetime
+) -> dict[str, Any]:
+    """Healthy: no more late runs than the policy allows, and polled recently enough."""
+    policy = QUEUE_HEALTH_POLICY
+    healthy = (
+        policy.maximum_late_runs is None or late_runs_count <= policy.maximum_late_runs
+    ) and (
+        policy.maximum_seconds_since_last_polled is None
+        or (
+            last_polled is not None
+            and (now - last_polled).total_seconds() <= policy.maximum_seconds_since_last_polled
+        )
+    )
+    return {
+        "healthy": healthy,
+        "late_runs_count": late_runs_count,
+        "last_polled": last_polled,
+        "health_check_policy": policy.model_dump(),
+    }

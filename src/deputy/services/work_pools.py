@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.db.filter_sql import work_pool_clause, work_queue_clause
-from deputy.errors import Conflict, Forbidden, NotFound, Unprocessable
+from deputy.errors import Conflict, Forbidden, NotFound, ObjectNotFound, Unprocessable
 from deputy.schemas.core import StateType
 from deputy.schemas.filters import WorkPoolFilter, WorkQueueFilter
 from deputy.schemas.work_pools import (
@@ -41,6 +41,7 @@ from deputy.schemas.work_pools import (
     WorkQueueCreate,
     WorkQueueStatus,
     WorkQueueUpdate,
+    work_queue_status_to_wire,
 )
 from deputy.schemas.workers import WorkerStatus
 from deputy.services import parameter_schema
@@ -65,6 +66,7 @@ POOL_EXISTS = "A work pool with this name already exists."
 # Prefect's message forgets its f-string prefix; clients see the braces, so we send them too.
 QUEUE_EXISTS = "A work queue with this name already exists in work pool {work_pool_name!r}."
 WORK_QUEUE_NOT_FOUND = "work queue not found"
+LEGACY_QUEUE_EXISTS = "A work queue with this name already exists."
 DEFAULT_QUEUE_UNDELETABLE = "Can't delete a pool's default queue."
 BLOCK_NOT_FOUND = "Block not found."
 JOB_VARIABLE_DEFAULTS_INVALID = "Validation failed for work pool's job variable defaults: "
@@ -353,6 +355,22 @@ async def create_work_queue(
 ) -> Row[Any]:
     """``POST /work_pools/{pool}/queues``: 404 for an unknown pool, 409 for a duplicate."""
     pool = await read_work_pool_by_name(conn, pool_name)
+    return await _create_queue_in(conn, pool, body, exists_message=QUEUE_EXISTS)
+
+
+async def create_legacy_work_queue(conn: AsyncConnection, body: WorkQueueCreate) -> Row[Any]:
+    """``POST /work_queues/``: a queue in ``default-agent-pool``, created with the pool if
+    need be (asking for ``default`` then answers the pool's new default queue, as Prefect)."""
+    existing = (await conn.execute(select(wp).where(wp.c.name == DEFAULT_AGENT_POOL_NAME))).first()
+    pool = existing or await get_or_create_default_agent_pool(conn)
+    if existing is None and body.name == "default":
+        return (await conn.execute(select(wq).where(wq.c.id == pool.default_queue_id))).one()
+    return await _create_queue_in(conn, pool, body, exists_message=LEGACY_QUEUE_EXISTS)
+
+
+async def _create_queue_in(
+    conn: AsyncConnection, pool: Row[Any], body: WorkQueueCreate, *, exists_message: str
+) -> Row[Any]:
     if body.priority is None:
         priority = await _first_free_priority(conn, pool.id)
     else:
@@ -370,7 +388,7 @@ async def create_work_queue(
         )
     except IntegrityError:
         # As Prefect: any integrity failure is this, even one that is not about the name.
-        raise Conflict(QUEUE_EXISTS) from None
+        raise Conflict(exists_message) from None
     if body.priority is not None:
         await _apply_priorities(conn, pool.id, {row.id: body.priority})
         row = (await conn.execute(select(wq).where(wq.c.id == row.id))).one()
@@ -426,9 +444,23 @@ async def read_work_queue(conn: AsyncConnection, pool_name: str, name: str) -> R
 async def update_work_queue(
     conn: AsyncConnection, pool_name: str, name: str, body: WorkQueueUpdate
 ) -> None:
-    """Apply the fields sent; pause state drives ``status``, priorities are re-spread."""
+    """``PATCH /work_pools/{pool}/queues/{name}``."""
     await read_work_pool_by_name(conn, pool_name)
-    queue = await read_work_queue(conn, pool_name, name)
+    await _update_queue(conn, await read_work_queue(conn, pool_name, name), body)
+
+
+async def update_work_queue_by_id(
+    conn: AsyncConnection, queue_id: uuid.UUID, body: WorkQueueUpdate
+) -> None:
+    """``PATCH /work_queues/{id}`` (what ``prefect work-queue pause`` and friends send)."""
+    queue = (await conn.execute(select(wq).where(wq.c.id == queue_id))).first()
+    if queue is None:
+        raise NotFound(f"Work Queue {queue_id} not found")
+    await _update_queue(conn, queue, body)
+
+
+async def _update_queue(conn: AsyncConnection, queue: Row[Any], body: WorkQueueUpdate) -> None:
+    """Apply the fields sent; pause state drives ``status``, priorities are re-spread."""
     values = body.model_dump(exclude_unset=True)
     if "filter" in values:
         values["filter"] = None if body.filter is None else body.filter.model_dump(mode="json")
@@ -447,13 +479,38 @@ async def update_work_queue(
 
 
 async def delete_work_queue(conn: AsyncConnection, pool_name: str, name: str) -> None:
-    """Delete a queue; the pool's default queue is refused (409; Prefect answers 500)."""
+    """``DELETE /work_pools/{pool}/queues/{name}``."""
     pool = await read_work_pool_by_name(conn, pool_name)
-    queue = await read_work_queue(conn, pool_name, name)
-    if queue.id == pool.default_queue_id:
+    await _delete_queue(conn, await read_work_queue(conn, pool_name, name), pool.default_queue_id)
+
+
+async def delete_work_queue_by_id(conn: AsyncConnection, queue_id: uuid.UUID) -> None:
+    """``DELETE /work_queues/{id}`` (``prefect work-queue delete``)."""
+    query = select(wq, wp.c.default_queue_id).join(wp, wp.c.id == wq.c.work_pool_id)
+    queue = (await conn.execute(query.where(wq.c.id == queue_id))).first()
+    if queue is None:
+        raise NotFound(WORK_QUEUE_NOT_FOUND)
+    await _delete_queue(conn, queue, queue.default_queue_id)
+
+
+async def _delete_queue(conn: AsyncConnection, queue: Row[Any], default_queue_id: Any) -> None:
+    """Delete a queue; the pool's default queue is refused (409; Prefect answers 500)."""
+    if queue.id == default_queue_id:
         raise Conflict(DEFAULT_QUEUE_UNDELETABLE)
     await conn.execute(delete(wq).where(wq.c.id == queue.id))
-    await _apply_priorities(conn, pool.id, {})
+    await _apply_priorities(conn, queue.work_pool_id, {})
+
+
+async def read_work_queue_status(conn: AsyncConnection, queue_id: uuid.UUID) -> dict[str, Any]:
+    """``GET /work_queues/{id}/status`` (``prefect work-queue inspect``): its late runs and
+    when it was last polled, judged by Prefect's fixed health policy."""
+    queue = (await conn.execute(select(wq.c.last_polled).where(wq.c.id == queue_id))).first()
+    if queue is None:
+        raise ObjectNotFound(f"Work queue with id {queue_id} not found")
+    run = t.flow_run.c
+    late = select(func.count()).where(run.work_queue_id == queue_id, run.state_name == "Late")
+    late_runs = int((await conn.execute(late)).scalar_one())
+    return work_queue_status_to_wire(late_runs, queue.last_polled, now())
 
 
 async def filter_pool_queues(
