@@ -147,6 +147,11 @@ async def test_a_subflows_states_are_mirrored_onto_its_parent_task_run(
             "/flow_runs/", json={"flow_id": flow["id"], "parent_task_run_id": task_id}
         )
     ).json()
+    # From its first state on, as in Prefect (its global rules apply at creation too).
+    assert child["state"]["state_details"]["task_run_id"] == task_id
+    pending = (await client.get(f"/task_runs/{task_id}")).json()
+    assert pending["state_type"] == "PENDING"
+    assert pending["state"]["state_details"]["child_flow_run_id"] == child["id"]
     running = await propose(client, child["id"], "RUNNING")
     assert running.json()["status"] == "ACCEPT"
     assert running.json()["state"]["state_details"]["task_run_id"] == task_id

@@ -919,10 +919,13 @@ async def test_mirror_subflow_state_copies_the_subflows_state_onto_its_parent_ta
 ) -> None:
     parent_flow = await flow_run(client)
     parent_task = await task_run(client, parent_flow, name="child-0")
-    child = await flow_run(client, parent_task_run_id=parent_task["id"])
+    # Created PENDING, which creation already mirrors; then the subflow starts running.
+    child = await flow_run(client, state="PENDING", parent_task_run_id=parent_task["id"])
+    assert (await client.get(f"/task_runs/{parent_task['id']}")).json()["state_type"] == "PENDING"
+    running = {**child["state"], "type": "RUNNING", "name": "Running"}
     async with database.write() as conn:
         result = await mirror_subflow_state(
-            conn, uuid.UUID(parent_task["id"]), uuid.UUID(child["id"]), child["state"]
+            conn, uuid.UUID(parent_task["id"]), uuid.UUID(child["id"]), running
         )
     assert (result.written, result.body["status"]) == (True, "ACCEPT")
     read = (await client.get(f"/task_runs/{parent_task['id']}")).json()

@@ -271,7 +271,15 @@ async def insert_run(
         if inserted.first() is None:
             existing = await read_flow_run_by_idempotency_key(conn, run["flow_id"], key)
             return CreatedRun(existing, created=False)
+    parent_task_run_id = run["parent_task_run_id"]
+    if parent_task_run_id is not None:  # a subflow's states name the task standing for it
+        state["state_details"]["task_run_id"] = str(parent_task_run_id)
     await conn.execute(_INSERT_STATE, state)
+    if parent_task_run_id is not None:
+        # As after any of a subflow's states (Prefect's global rules apply at creation too).
+        from deputy.services.task_runs import mirror_subflow_state
+
+        await mirror_subflow_state(conn, parent_task_run_id, run["id"], state)
     events.flow_run_created(
         run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, names=event_names
     )
