@@ -43,6 +43,10 @@ async def test_full_lifecycle_keeps_the_bookkeeping(client: httpx.AsyncClient) -
     assert pending.json()["status"] == "ACCEPT"
     assert pending.json()["details"] == {"type": "accept_details"}
     pending_state = pending.json()["state"]
+    # Prefect's State, not the stored row (no created, updated or flow_run_id).
+    assert set(pending_state) == {
+        "id", "type", "name", "timestamp", "message", "data", "state_details"
+    }  # fmt: skip
     assert (
         pending_state["state_details"]["scheduled_time"]
         == (run["state"]["state_details"]["scheduled_time"])

@@ -36,6 +36,7 @@ from deputy.orchestration.policy import (
     needs_slots,
 )
 from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType, canonical_details
+from deputy.schemas.flow_runs import state_to_wire
 from deputy.services import events
 from deputy.services.common import now, uuid7
 
@@ -196,7 +197,8 @@ async def orchestrate(
             await _renew_lease(conn, current.details, slots, timestamp)
         return StateResult(_result(decision, _current_body(row)), written=False)
     state = await _write(conn, row, current, decision, slots)
-    return StateResult(_result(decision, state), written=True)
+    # Answered as Prefect's State: without the row's created, updated and flow_run_id.
+    return StateResult(_result(decision, state_to_wire(state)), written=True)
 
 
 def _current_state(row: Any) -> CurrentState | None:
