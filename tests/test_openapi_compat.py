@@ -63,6 +63,10 @@ _CSRF = (
     "CSRF protection is off, as on a default Prefect server: the endpoint always answers 422 "
     "and never a CsrfToken, so no response model is declared."
 )
+_NO_AUTOMATIONS = (
+    "deputy stores no automations, so the list is always empty and no Automation model is "
+    "declared for its items."
+)
 
 #: (METHOD, path, aspect) -> why deputy differs from Prefect there on purpose.
 #: ``aspect`` is the ``Mismatch.aspect`` a failing run prints.
@@ -73,6 +77,7 @@ DELIBERATE_DIFFERENCES: dict[tuple[str, str, str], str] = {
     ("POST", "/flow_runs/", "status"): _CREATED_STATUS,
     ("POST", "/artifacts/", "status"): _CREATED_STATUS,
     ("GET", "/csrf-token", "response: properties"): _CSRF,
+    ("GET", "/automations/related-to/{resource_id}", "response[]: properties"): _NO_AUTOMATIONS,
 }
 
 

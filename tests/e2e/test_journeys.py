@@ -266,6 +266,7 @@ def test_journey_8_cli_lists_what_exists(prefect: PrefectEnv, worker: None) -> N
     for args, expected in (
         (("flow-run", "ls"), run_name),
         (("deployment", "ls"), "happy/listed"),
+        (("deployment", "inspect", "happy/listed"), "'automations': []"),
         (("work-pool", "ls"), POOL),
     ):
         done = prefect.cli(*args)
@@ -382,3 +383,24 @@ def test_journey_10_a_flow_reports_artifacts_and_the_cli_lists_them(
     assert inspected.returncode == 0, output
     assert "# second" in output and "# first" in output, output  # every version, newest first
     assert_no_server_complaints(output)
+
+
+def test_journey_11_cli_manages_work_queues(prefect: PrefectEnv, worker: None) -> None:
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    for args, expected in (
+        (("work-queue", "create", queue, "--pool", POOL, "--limit", "2"), "Created work queue"),
+        (("work-queue", "pause", queue, "--pool", POOL), "paused"),
+        (("work-queue", "inspect", queue, "--pool", POOL), "is_paused=True"),
+        (("work-queue", "resume", queue, "--pool", POOL), "resumed"),
+        (("work-queue", "set-concurrency-limit", queue, "5", "--pool", POOL), "5"),
+        (("work-queue", "inspect", queue, "--pool", POOL), "concurrency_limit=5"),
+        (("work-queue", "ls", "--pool", POOL), queue),
+        (("work-queue", "delete", queue, "--pool", POOL), "Successfully deleted"),
+    ):
+        done = prefect.cli(*args)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, (args, output)
+        assert expected in output.replace("\n", ""), (args, output)
+        assert_no_server_complaints(output)
+    gone = prefect.cli("work-queue", "inspect", queue, "--pool", POOL)
+    assert gone.returncode == 1, gone.stdout + gone.stderr

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from deputy.api import (
     admin,
     artifacts,
+    automations,
     concurrency_limits,
     deployments,
     events,
@@ -38,4 +39,5 @@ ROUTERS: list[APIRouter] = [
     task_runs.router,
     task_runs.states_router,
     artifacts.router,
+    automations.router,
 ]
