@@ -24,6 +24,7 @@ from deputy.schemas.concurrency_limits import (
     limit_to_wire,
     minimal_limit_to_wire,
 )
+from deputy.schemas.core import MAX_OFFSET
 from deputy.schemas.deployments import GlobalConcurrencyLimitResponse
 from deputy.services import concurrency_limits, leases, tag_limits
 from deputy.services.common import now, page_limit
@@ -41,7 +42,7 @@ LimitBody = Annotated[
     int | None,
     Body(description="Defaults to PREFECT_SERVER_API_DEFAULT_LIMIT if not provided."),
 ]
-OffsetBody = Annotated[int | None, Body(ge=0)]
+OffsetBody = Annotated[int | None, Body(ge=0, le=MAX_OFFSET)]
 LeaseDuration = Annotated[
     float | None, Body(ge=60, le=86400, description="The duration of the lease in seconds.")
 ]

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from deputy.schemas.core import Offset
 from deputy.schemas.filters import (
     ArtifactCollectionFilter,
     ArtifactFilter,
@@ -96,7 +97,7 @@ class _ArtifactPage(TaskRunRelatedFilters):
 
     sort: ArtifactSort = ArtifactSort.ID_DESC
     limit: int | None = Field(default=None, description="Defaults to the server's page size.")
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class ArtifactFilterBody(_ArtifactPage):

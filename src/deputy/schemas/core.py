@@ -20,6 +20,14 @@ def _as_utc(value: Any) -> Any:
 
 
 DateTime = Annotated[dt.datetime, AfterValidator(_as_utc)]
+
+#: The largest OFFSET the databases take (a signed 64-bit integer). Beyond it a page could
+#: only be empty; Prefect fails there with a 500, deputy refuses with a 422.
+MAX_OFFSET = 2**63 - 1
+#: The largest page number whose first row, at the largest page size (200), is within it.
+MAX_PAGE = MAX_OFFSET // 200 + 1
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
+Page = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 LabelValue = bool | int | float | str
 KeyValueLabels = dict[str, LabelValue]
 
@@ -129,7 +137,7 @@ class UpdatedBy(CreatedBy):
 class Pagination(BaseModel):
     """``limit`` and ``offset`` of the filter endpoints."""
 
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
 
 

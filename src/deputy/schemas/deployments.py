@@ -12,7 +12,15 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deputy.schemas.core import CreatedBy, FlowRunPolicy, KeyValueLabels, StateCreate, UpdatedBy
+from deputy.schemas.core import (
+    CreatedBy,
+    FlowRunPolicy,
+    KeyValueLabels,
+    Offset,
+    Page,
+    StateCreate,
+    UpdatedBy,
+)
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
 from deputy.schemas.schedules import (
     DeploymentSchedule,
@@ -204,13 +212,13 @@ class DeploymentResponse(BaseModel):
 
 
 class DeploymentFilterBody(RelatedFilters):
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
     sort: DeploymentSort = DeploymentSort.NAME_ASC
 
 
 class DeploymentPaginateBody(RelatedFilters):
-    page: int = Field(default=1, ge=1)
+    page: Page = 1
     limit: int | None = None
     sort: DeploymentSort = DeploymentSort.NAME_ASC
 

@@ -13,6 +13,7 @@ from deputy.schemas.core import (
     CreatedBy,
     FlowRunPolicy,
     KeyValueLabels,
+    Offset,
     State,
     StateCreate,
     StateType,
@@ -113,7 +114,7 @@ class FlowRunUpdate(BaseModel):
 
 class FlowRunFilterBody(RelatedFilters):
     sort: FlowRunSort = FlowRunSort.ID_DESC
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
 
 

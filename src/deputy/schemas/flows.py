@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import KeyValueLabels
+from deputy.schemas.core import KeyValueLabels, Offset, Page
 from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 
 #: Prefect's rule for object names: no '/', '%', '&', '>' or '<'.
@@ -39,13 +39,13 @@ class Flow(BaseModel):
 
 
 class FlowFilterBody(FlowRelatedFilters):
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
     sort: FlowSort = FlowSort.NAME_ASC
 
 
 class FlowPaginateBody(FlowRelatedFilters):
-    page: int = Field(default=1, ge=1)
+    page: Page = 1
     limit: int | None = None
     sort: FlowSort = FlowSort.NAME_ASC
 

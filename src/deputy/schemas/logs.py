@@ -11,7 +11,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import DateTime
+from deputy.schemas.core import DateTime, Offset
 from deputy.schemas.filters import FilterBody, LimitField, _Combined, _Strict
 
 
@@ -84,7 +84,7 @@ class LogSort(enum.StrEnum):
 class LogFilterBody(FilterBody):
     """The body of ``POST /logs/filter``."""
 
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     logs: LogFilter | None = None
     sort: LogSort = LogSort.TIMESTAMP_ASC
     limit: int | None = LimitField

@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deputy.schemas.core import DateTime, KeyValueLabels, State, StateCreate, StateType
+from deputy.schemas.core import (
+    DateTime,
+    KeyValueLabels,
+    Offset,
+    Page,
+    State,
+    StateCreate,
+    StateType,
+)
 from deputy.schemas.filters import TaskRunRelatedFilters, TaskRunSort
 from deputy.schemas.flow_runs import estimated_run_time, estimated_start_time_delta, state_to_wire
 
@@ -200,13 +208,13 @@ class TaskRunPaginationResponse(BaseModel):
 
 class TaskRunFilterBody(TaskRunRelatedFilters):
     sort: TaskRunSort = TaskRunSort.ID_DESC
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
 
 
 class TaskRunPaginateBody(TaskRunRelatedFilters):
     sort: TaskRunSort = TaskRunSort.ID_DESC
-    page: int = Field(default=1, ge=1)
+    page: Page = 1
     limit: int | None = None
 
 

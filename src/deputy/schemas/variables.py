@@ -23,6 +23,7 @@ from pydantic import (
     StrictStr,
 )
 
+from deputy.schemas.core import Offset
 from deputy.schemas.filters import FilterBody, VariableFilter, VariableSort
 
 MAX_VARIABLE_NAME_LENGTH = 255
@@ -124,7 +125,7 @@ class Variable(BaseModel):
 class VariableFilterBody(FilterBody):
     """Body of ``POST /variables/filter``; unknown top-level keys are ignored, as Prefect."""
 
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = Field(default=None, description="Defaults to the server's page size.")
     variables: VariableFilter | None = None
     sort: VariableSort = VariableSort.NAME_ASC

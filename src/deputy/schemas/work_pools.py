@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from deputy.schemas.core import DateTime
+from deputy.schemas.core import DateTime, Offset
 from deputy.schemas.filters import FilterBody, WorkPoolFilter, WorkQueueFilter
 from deputy.schemas.flows import Name
 
@@ -182,7 +182,7 @@ class WorkPoolFilterBody(FilterBody):
     """``POST /work_pools/filter``; unknown top-level keys are ignored, as Prefect does."""
 
     work_pools: WorkPoolFilter | None = None
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
 
 
@@ -192,7 +192,7 @@ class WorkPoolCountBody(FilterBody):
 
 class WorkQueueFilterBody(FilterBody):
     work_queues: WorkQueueFilter | None = None
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
 
 

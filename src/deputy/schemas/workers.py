@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import DateTime, canonical_policy
+from deputy.schemas.core import DateTime, Offset, canonical_policy
 from deputy.schemas.filters import FilterBody, Operator
 from deputy.schemas.flow_runs import (
     FlowRun,
@@ -65,7 +65,7 @@ class WorkerFilterBody(FilterBody):
     """``POST /work_pools/{pool}/workers/filter``."""
 
     workers: WorkerFilter | None = None
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     limit: int | None = None
 
 
