@@ -148,6 +148,21 @@ async def test_force_skips_the_rules(client: httpx.AsyncClient) -> None:
     assert (forced.status_code, forced.json()["status"]) == (201, "ACCEPT")
 
 
+async def test_a_null_force_is_not_forcing(client: httpx.AsyncClient) -> None:
+    """As Prefect's server: ``"force": null`` counts as not sent, for flow and task runs."""
+    run = await new_run(client)
+    await propose(client, run["id"], "PENDING")
+    url = f"/flow_runs/{run['id']}/set_state"
+    again = await client.post(url, json={"state": {"type": "PENDING"}, "force": None})
+    assert (again.status_code, again.json()["status"]) == (200, "ABORT")
+    task = await client.post(
+        "/task_runs/", json={"flow_run_id": run["id"], "task_key": "t", "dynamic_key": "0"}
+    )
+    task_url = f"/task_runs/{task.json()['id']}/set_state"
+    pending = await client.post(task_url, json={"state": {"type": "PENDING"}, "force": None})
+    assert (pending.status_code, pending.json()["status"]) == (201, "ACCEPT")
+
+
 async def test_duplicate_transition_id_is_answered_with_the_current_state(
     client: httpx.AsyncClient,
 ) -> None:

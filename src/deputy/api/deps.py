@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Body, Depends, Path, Request
+from pydantic import BeforeValidator
 
 from deputy.db.engine import Database
 from deputy.services.schedules import Horizon
@@ -41,6 +42,14 @@ HorizonDep = Annotated[Horizon, Depends(get_horizon)]
 
 #: A ``{id:uuid}`` path segment: a malformed id does not match the route (404, as Prefect).
 IdPath = Annotated[uuid.UUID, Path(alias="id")]
+
+
+def _null_is_false(value: Any) -> Any:
+    return False if value is None else value
+
+
+#: set_state's ``force``: ``null`` counts as not sent (false), as Prefect's server takes it.
+ForceBody = Annotated[bool, BeforeValidator(_null_is_false), Body()]
 
 
 _CLIENT_VERSION = re.compile(r"prefect/(\d+)\.(\d+)\.(\d+)")

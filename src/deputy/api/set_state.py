@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Body
 
-from deputy.api.deps import ClientVersionDep, DatabaseDep, IdPath
+from deputy.api.deps import ClientVersionDep, DatabaseDep, ForceBody, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import StateCreate
 from deputy.schemas.orchestration import OrchestrationResult
@@ -21,7 +21,7 @@ async def set_flow_run_state(
     database: DatabaseDep,
     client_version: ClientVersionDep,
     state: Annotated[StateCreate, Body(description="The intended state.")],
-    force: Annotated[bool, Body()] = False,
+    force: ForceBody = False,
 ) -> JSONResponse:
     """Propose a state: 201 when a state was written, 200 when not (wait, abort, reject)."""
     async with database.write() as conn:

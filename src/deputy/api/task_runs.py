@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Body, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import DatabaseDep, ForceBody, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import State, StateCreate
 from deputy.schemas.orchestration import OrchestrationResult
@@ -98,7 +98,7 @@ async def set_task_run_state(
     id: IdPath,
     database: DatabaseDep,
     state: Annotated[StateCreate, Body(description="The intended state.")],
-    force: Annotated[bool, Body()] = False,
+    force: ForceBody = False,
 ) -> JSONResponse:
     """Propose a state: 201 when a state was written, 200 when not (wait, abort, reject)."""
     async with database.write() as conn:
