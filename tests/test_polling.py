@@ -580,3 +580,66 @@ async def test_runner_poll_skips_runs_whose_deployment_is_gone(
             .values(deployment_id=orphan_of)
         )
     assert (await runner_poll(client, deployment_ids=[str(orphan_of)])).json() == []
+
+
+# --- a queue polled by id (POST /work_queues/{id}/get_runs) --------------------------------
+
+
+async def queue_runs(
+    client: httpx.AsyncClient, queue_id: str, headers: dict[str, str] | None = None, **body: Any
+) -> list[str]:
+    response = await client.post(f"/work_queues/{queue_id}/get_runs", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return [item["name"] for item in response.json()]
+
+
+async def test_queue_runs_are_its_scheduled_runs_within_its_free_slots(
+    client: httpx.AsyncClient,
+) -> None:
+    """What ``prefect work-queue preview``/``read-runs`` and old agents ask for."""
+    pool, deployment = await pooled(client)
+    await add_queue(client, pool, "limited", concurrency_limit=2)
+    limited = await queue(client, pool, "limited")
+    for name, minutes in (("second", -5), ("first", -10), ("later", 30)):
+        await run(client, deployment, minutes=minutes, queue="limited", name=name)
+    await run(client, deployment, minutes=-20, name="other-queue")
+
+    # Every scheduled run, earliest first, as many as the two free slots.
+    ui_look = await queue_runs(client, limited["id"], headers={"x-prefect-ui": "true"})
+    assert ui_look == ["first", "second"]
+    assert (await queue(client, pool, "limited"))["last_polled"] is None  # the UI is no poll
+    soon = await queue_runs(client, limited["id"], scheduled_before=at(0), limit=5)
+    assert soon == ["first", "second"]
+    polled = await queue(client, pool, "limited")
+    assert (polled["status"], polled["last_polled"] is not None) == ("READY", True)
+
+    await run(client, deployment, queue="limited", state="RUNNING", name="busy")
+    assert await queue_runs(client, limited["id"]) == ["first"]  # one slot left
+    await client.patch(f"/work_queues/{limited['id']}", json={"is_paused": True})
+    assert await queue_runs(client, limited["id"]) == []
+
+    missing = uuid.uuid4()
+    unknown = await client.post(f"/work_queues/{missing}/get_runs", json={})
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"exception_message": f"Work queue with id {missing} not found."},
+    )
+    too_many = await client.post(f"/work_queues/{limited['id']}/get_runs", json={"limit": 201})
+    assert too_many.status_code == 422
+
+
+async def test_a_legacy_tag_based_queue_takes_matching_runs_from_anywhere(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    _pool, deployment = await pooled(client)
+    legacy = await client.post("/work_queues/", json={"name": f"tagged-{uuid.uuid4().hex[:6]}"})
+    queue_id = legacy.json()["id"]
+    async with database.write() as conn:  # only Prefect 1/2-era clients wrote such filters
+        await conn.execute(
+            update(t.work_queue)
+            .where(t.work_queue.c.id == uuid.UUID(queue_id))
+            .values(filter={"tags": ["etl"], "deployment_ids": None})
+        )
+    await run(client, deployment, minutes=-3, tags=["etl", "x"], name="tagged")
+    await run(client, deployment, minutes=-4, tags=["x"], name="untagged")
+    assert await queue_runs(client, queue_id) == ["tagged"]

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Path, Response, status
 
 from deputy.api.deps import DatabaseDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
+from deputy.schemas.flow_runs import FlowRunResponse
 from deputy.schemas.work_pools import (
     WorkPoolCountBody,
     WorkPoolCreate,
@@ -30,6 +31,7 @@ from deputy.schemas.workers import (
     WorkerHeartbeatBody,
     WorkerResponse,
     WorkerScheduledRunsBody,
+    WorkQueueRunsBody,
     worker_to_wire,
 )
 from deputy.services import work_pools, workers
@@ -271,6 +273,26 @@ async def delete_work_queue_by_id(id: IdPath, database: DatabaseDep) -> Response
 async def read_work_queue_status(id: IdPath, database: DatabaseDep) -> JSONResponse:
     async with database.read() as conn:
         return json_response(await work_pools.read_work_queue_status(conn, id))
+
+
+@work_queues_router.post("/{id:uuid}/get_runs", response_model=list[FlowRunResponse])
+async def read_work_queue_runs(
+    id: IdPath,
+    database: DatabaseDep,
+    body: WorkQueueRunsBody | None = None,
+    x_prefect_ui: Annotated[bool | None, Header()] = False,
+) -> JSONResponse:
+    """A queue's runs to start, as an agent polled them; the UI's look is not a poll."""
+    body = body or WorkQueueRunsBody()
+    async with database.write() as conn:
+        runs = await workers.read_work_queue_runs(
+            conn,
+            id,
+            scheduled_before=body.scheduled_before,
+            limit=page_limit(body.limit),
+            mark_polled=not x_prefect_ui,
+        )
+    return json_response(runs)
 
 
 @work_queues_router.post("/filter", response_model=list[WorkQueueResponse])

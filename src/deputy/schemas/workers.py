@@ -89,6 +89,13 @@ class WorkerScheduledRunsBody(FilterBody):
     limit: int | None = None
 
 
+class WorkQueueRunsBody(FilterBody):
+    """``POST /work_queues/{id}/get_runs``: no key means no time bound and the default page."""
+
+    scheduled_before: DateTime | None = None
+    limit: int | None = None
+
+
 class DeploymentScheduledRunsBody(FilterBody):
     """``POST /deployments/get_scheduled_flow_runs`` (served deployments, the Runner)."""
 

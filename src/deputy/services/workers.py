@@ -60,10 +60,17 @@ from sqlalchemy import (
 from deputy.db import tables as t
 from deputy.db import wire_rows
 from deputy.db.dialect import insert_on_conflict, is_postgres
+from deputy.db.filter_sql import flow_run_where
 from deputy.db.wire_rows import WireSelect
-from deputy.errors import NotFound
+from deputy.errors import NotFound, ObjectNotFound
 from deputy.schemas.core import StateType
-from deputy.schemas.filters import Operator
+from deputy.schemas.filters import (
+    FlowRunFilter,
+    FlowRunSort,
+    Operator,
+    RelatedFilters,
+    WorkQueueFilter,
+)
 from deputy.schemas.work_pools import WorkPoolStatus, WorkQueueStatus
 from deputy.schemas.workers import (
     DeploymentStatus,
@@ -73,7 +80,7 @@ from deputy.schemas.workers import (
 )
 from deputy.services import rendered_runs
 from deputy.services.common import now as utc_now
-from deputy.services.flow_runs import FLOW_RUN_ROWS, wire_runs
+from deputy.services.flow_runs import FLOW_RUN_ROWS, filter_flow_runs, wire_runs
 from deputy.services.rendered_runs import WireRun
 from deputy.services.work_pools import LAST_POLLED_TIMEOUT, pool_not_found, queue_not_found
 
@@ -90,6 +97,8 @@ FALLBACK_HEARTBEAT_INTERVAL_SECONDS = 30
 POLL_WRITE_INTERVAL = dt.timedelta(seconds=5)
 
 _SLOT_STATES = (StateType.PENDING.value, StateType.RUNNING.value)
+#: What holds a slot of a queue polled by id (Prefect's work-queue scheduler counts CANCELLING).
+_QUEUE_SLOT_STATES = (*_SLOT_STATES, StateType.CANCELLING.value)
 
 wp = t.work_pool
 wq = t.work_queue
@@ -617,6 +626,61 @@ async def _scheduled_runs(
 
 
 # --- the Runner's poll (served deployments) -----------------------------------------------
+
+
+async def read_work_queue_runs(
+    conn: AsyncConnection,
+    queue_id: uuid.UUID,
+    *,
+    scheduled_before: dt.datetime | None,
+    limit: int,
+    mark_polled: bool,
+) -> list[WireRun]:
+    """``POST /work_queues/{id}/get_runs`` (``prefect work-queue preview`` and ``read-runs``):
+    the queue's SCHEDULED runs, earliest first, no more than its free concurrency slots, as
+    FlowRunResponse wire values; a poll (so the queue is marked polled) unless the UI asks.
+
+    A queue with a ``filter`` is a legacy tag-based queue, as in Prefect: its runs are the
+    scheduled runs of a deployment (one of the filter's ``deployment_ids``, if any) with all
+    of the filter's tags, wherever they are queued.
+    """
+    queue = (await conn.execute(select(wq).where(wq.c.id == queue_id))).first()
+    if queue is None:
+        raise ObjectNotFound(f"Work queue with id {queue_id} not found.")
+    if mark_polled:
+        await _mark_queues_polled(conn, [queue], utc_now())
+    if queue.is_paused:
+        return []
+    scheduled = FlowRunFilter.model_validate(
+        {"state": {"type": {"any_": [StateType.SCHEDULED.value]}},
+         "next_scheduled_start_time": {"before_": scheduled_before}}
+    )  # fmt: skip
+    if queue.filter is None:
+        runs_of_queue = RelatedFilters(
+            flow_runs=scheduled,
+            work_pool_queues=WorkQueueFilter.model_validate({"id": {"any_": [queue_id]}}),
+        )
+        busy = run.work_queue_id == queue_id
+        slot_states: tuple[str, ...] = _QUEUE_SLOT_STATES
+    else:
+        legacy = queue.filter
+        matching = {
+            "tags": {"all_": legacy.get("tags")},
+            "deployment_id": {"any_": legacy.get("deployment_ids"), "is_null_": False},
+        }
+        runs_of_queue = RelatedFilters(
+            flow_runs=FlowRunFilter.model_validate({**scheduled.model_dump(), **matching})
+        )
+        busy = and_(*flow_run_where(RelatedFilters(flow_runs=FlowRunFilter.model_validate(
+            matching))))  # fmt: skip
+        slot_states = _SLOT_STATES
+    if queue.concurrency_limit is not None:
+        occupying = select(func.count()).where(busy, run.state_type.in_(slot_states))
+        taken = int((await conn.execute(occupying)).scalar_one())
+        limit = min(limit, max(queue.concurrency_limit - taken, 0))
+    return await filter_flow_runs(
+        conn, runs_of_queue, sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, offset=0, limit=limit
+    )
 
 
 async def get_scheduled_flow_runs_for_deployments(
