@@ -395,6 +395,9 @@ def test_journey_11_cli_manages_work_queues(prefect: PrefectEnv, worker: None) -
         (("work-queue", "set-concurrency-limit", queue, "5", "--pool", POOL), "5"),
         (("work-queue", "inspect", queue, "--pool", POOL), "concurrency_limit=5"),
         (("work-queue", "ls", "--pool", POOL), queue),
+        (("work-queue", "read-runs", queue, "--pool", POOL), "Read 0 runs"),
+        (("work-queue", "slots", queue, "--pool", POOL), "Slots"),
+        (("work-pool", "slots", POOL), "Slots"),
         (("work-queue", "delete", queue, "--pool", POOL), "Successfully deleted"),
     ):
         done = prefect.cli(*args)

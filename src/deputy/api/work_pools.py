@@ -12,11 +12,15 @@ from deputy.api.deps import DatabaseDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.flow_runs import FlowRunResponse
 from deputy.schemas.work_pools import (
+    WorkPoolConcurrencyStatus,
+    WorkPoolConcurrencyStatusBody,
     WorkPoolCountBody,
     WorkPoolCreate,
     WorkPoolFilterBody,
     WorkPoolResponse,
     WorkPoolUpdate,
+    WorkQueueConcurrencyStatus,
+    WorkQueueConcurrencyStatusBody,
     WorkQueueCreate,
     WorkQueueFilterBody,
     WorkQueueResponse,
@@ -34,7 +38,7 @@ from deputy.schemas.workers import (
     WorkQueueRunsBody,
     worker_to_wire,
 )
-from deputy.services import work_pools, workers
+from deputy.services import slot_status, work_pools, workers
 from deputy.services.common import page_limit
 from deputy.services.work_pools import DEFAULT_AGENT_POOL_NAME
 
@@ -204,6 +208,23 @@ async def delete_work_queue(
     return Response(status_code=204)
 
 
+@router.post("/{name}/concurrency_status", response_model=WorkPoolConcurrencyStatus)
+async def read_work_pool_concurrency_status(
+    name: str, database: DatabaseDep, body: WorkPoolConcurrencyStatusBody | None = None
+) -> JSONResponse:
+    """Who holds the pool's slots, queue by queue (``prefect work-pool slots``)."""
+    body = body or WorkPoolConcurrencyStatusBody()
+    async with database.read() as conn:
+        status_page = await slot_status.work_pool_slots(
+            conn,
+            name,
+            page=body.page,
+            limit=page_limit(body.limit),
+            flow_run_limit=body.flow_run_limit,
+        )
+    return json_response(status_page)
+
+
 # --- workers ----------------------------------------------------------------------------
 
 
@@ -293,6 +314,19 @@ async def read_work_queue_runs(
             mark_polled=not x_prefect_ui,
         )
     return json_response(runs)
+
+
+@work_queues_router.post("/{id:uuid}/concurrency_status", response_model=WorkQueueConcurrencyStatus)
+async def read_work_queue_concurrency_status(
+    id: IdPath, database: DatabaseDep, body: WorkQueueConcurrencyStatusBody | None = None
+) -> JSONResponse:
+    """Who holds the queue's slots (``prefect work-queue slots``)."""
+    body = body or WorkQueueConcurrencyStatusBody()
+    async with database.read() as conn:
+        status_page = await slot_status.work_queue_slots(
+            conn, id, page=body.page, limit=page_limit(body.limit)
+        )
+    return json_response(status_page)
 
 
 @work_queues_router.post("/filter", response_model=list[WorkQueueResponse])

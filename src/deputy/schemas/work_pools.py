@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from deputy.schemas.core import DateTime, Offset
+from deputy.schemas.core import DateTime, Offset, Page, StateType
 from deputy.schemas.filters import FilterBody, WorkPoolFilter, WorkQueueFilter
 from deputy.schemas.flows import Name
 
@@ -331,4 +331,72 @@ def work_queue_status_to_wire(
         "late_runs_count": late_runs_count,
         "last_polled": last_polled,
         "health_check_policy": policy.model_dump(),
+    }
+
+
+# --- who holds the slots (``POST .../concurrency_status``) ---------------------------------
+
+
+class WorkPoolConcurrencyStatusBody(FilterBody):
+    page: Page = 1
+    limit: int | None = None
+    flow_run_limit: int = Field(default=10, ge=0, le=200, description="Max flow runs per queue")
+
+
+class WorkQueueConcurrencyStatusBody(FilterBody):
+    page: Page = 1
+    limit: int | None = None
+
+
+class FlowRunSlotSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    state_type: StateType | None = None
+    state_name: str | None = None
+    start_time: dt.datetime | None = None
+    state_timestamp: dt.datetime | None = None
+    time_in_current_state: float | None = Field(default=None, description="Seconds.")
+
+
+class WorkQueueConcurrencyStatusDetail(BaseModel):
+    queue_id: uuid.UUID
+    queue_name: str
+    active_slots: int
+    concurrency_limit: int | None = None
+    flow_runs: list[FlowRunSlotSummary] = Field(default_factory=list)
+    flow_run_count: int | None = None
+
+
+class _SlotsPage(BaseModel):
+    active_slots: int
+    concurrency_limit: int | None = None
+    count: int
+    limit: int
+    pages: int
+    page: int
+
+
+class WorkPoolConcurrencyStatus(_SlotsPage):
+    """A page of the pool's queues: ``count`` and ``pages`` count queues."""
+
+    queues: list[WorkQueueConcurrencyStatusDetail] = Field(default_factory=list)
+
+
+class WorkQueueConcurrencyStatus(_SlotsPage):
+    """A page of the queue's slot holders: ``count`` and ``pages`` count runs."""
+
+    flow_runs: list[FlowRunSlotSummary] = Field(default_factory=list)
+
+
+def flow_run_slot_summary(run: Any, now: dt.datetime) -> dict[str, Any]:
+    """A slot-holding run, with how long it has been in its state (seconds)."""
+    since = run.state_timestamp
+    return {
+        "id": run.id,
+        "name": run.name,
+        "state_type": run.state_type,
+        "state_name": run.state_name,
+        "start_time": run.start_time,
+        "state_timestamp": since,
+        "time_in_current_state": None if since is None else (now - since).total_seconds(),
     }
