@@ -407,3 +407,46 @@ def test_journey_11_cli_manages_work_queues(prefect: PrefectEnv, worker: None) -
         assert_no_server_complaints(output)
     gone = prefect.cli("work-queue", "inspect", queue, "--pool", POOL)
     assert gone.returncode == 1, gone.stdout + gone.stderr
+
+
+def test_journey_12_a_paused_flow_waits_for_input_and_gets_it(prefect: PrefectEnv) -> None:
+    approved = prefect.python(
+        """
+        import asyncio, json, threading
+        from prefect import flow, pause_flow_run
+        from prefect.client.orchestration import get_client
+        from prefect.input import RunInput
+
+        class Approval(RunInput):
+            approver: str
+            level: int = 1
+
+        @flow
+        def needs_approval():
+            approval = pause_flow_run(wait_for_input=Approval, timeout=90)
+            return [approval.approver, approval.level]
+
+        result = {}
+        runner = threading.Thread(target=lambda: result.update(value=needs_approval()))
+        runner.start()
+
+        async def resume_when_paused():
+            async with get_client() as client:
+                for _ in range(300):
+                    paused = [r for r in await client.read_flow_runs()
+                              if r.state is not None and r.state.type.value == "PAUSED"]
+                    if paused:
+                        refused = await client.resume_flow_run(paused[0].id, run_input={})
+                        accepted = await client.resume_flow_run(
+                            paused[0].id, run_input={"approver": "ann", "level": 2})
+                        return [refused.status.value, accepted.status.value]
+                    await asyncio.sleep(0.2)
+                raise TimeoutError("the flow never paused")
+
+        statuses = asyncio.run(resume_when_paused())
+        runner.join(90)
+        print(json.dumps([statuses, result.get("value")]))
+        """,
+        timeout=180,
+    )
+    assert approved == [["REJECT", "ACCEPT"], ["ann", 2]]

@@ -6,10 +6,17 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Body, Response, status
+from fastapi.responses import PlainTextResponse
 
 from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import State
+from deputy.schemas.flow_run_input import (
+    FlowRunInput,
+    FlowRunInputCreate,
+    FlowRunInputFilterBody,
+    flow_run_input_to_wire,
+)
 from deputy.schemas.flow_runs import (
     FlowRunCountBody,
     FlowRunCreate,
@@ -18,7 +25,7 @@ from deputy.schemas.flow_runs import (
     FlowRunUpdate,
 )
 from deputy.services import create_flow_run as run_creation
-from deputy.services import flow_runs
+from deputy.services import flow_run_input, flow_runs
 from deputy.services.common import page_limit
 
 router = FastRouter(prefix="/flow_runs", tags=["Flow Runs"])
@@ -101,3 +108,40 @@ async def read_flow_run_states(flow_run_id: uuid.UUID, database: DatabaseDep) ->
     async with database.read() as conn:
         states = await flow_runs.read_flow_run_states(conn, flow_run_id)
     return json_response(states)
+
+
+# --- inputs (pause_flow_run(wait_for_input=...), send_input/receive_input) -----------------
+
+
+@router.post("/{id:uuid}/input", status_code=status.HTTP_201_CREATED)
+async def create_flow_run_input(
+    id: IdPath, body: FlowRunInputCreate, database: DatabaseDep
+) -> JSONResponse:
+    async with database.write() as conn:
+        await flow_run_input.create_flow_run_input(conn, id, body)
+    return json_response(None, status_code=201)
+
+
+@router.post("/{id:uuid}/input/filter", response_model=list[FlowRunInput])
+async def filter_flow_run_input(
+    id: IdPath, body: FlowRunInputFilterBody, database: DatabaseDep
+) -> JSONResponse:
+    async with database.read() as conn:
+        rows = await flow_run_input.filter_flow_run_input(conn, id, body)
+    return json_response([flow_run_input_to_wire(row) for row in rows])
+
+
+@router.get("/{id:uuid}/input/{key}")
+async def read_flow_run_input(id: IdPath, key: str, database: DatabaseDep) -> PlainTextResponse:
+    """The input's value as stored, the text of a JSON document, answered as text/plain (as
+    Prefect does, though its OpenAPI document, like this one, declares JSON)."""
+    async with database.read() as conn:
+        value = await flow_run_input.read_flow_run_input(conn, id, key)
+    return PlainTextResponse(value)
+
+
+@router.delete("/{id:uuid}/input/{key}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_flow_run_input(id: IdPath, key: str, database: DatabaseDep) -> Response:
+    async with database.write() as conn:
+        await flow_run_input.delete_flow_run_input(conn, id, key)
+    return Response(status_code=204)

@@ -436,6 +436,20 @@ event_resource = Table(
 )
 
 
+#: Key/value inputs of a flow run: what a paused run asked for and was resumed with
+#: (``pause_flow_run(wait_for_input=...)``), and what ``send_input`` sends it.
+flow_run_input = Table(
+    "flow_run_input",
+    metadata,
+    *_base_columns(),
+    Column("flow_run_id", Uuid, ForeignKey("flow_run.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("sender", String),
+    # Also the index of a run's inputs by key prefix (the first column is the run's).
+    UniqueConstraint("flow_run_id", "key"),
+)
+
 #: Artifacts, as Prefect keeps them: no foreign keys, so they outlive their runs.
 artifact = Table(
     "artifact",

@@ -370,6 +370,15 @@ def enforce_flow_run_parameters(parameters: Any, schema: Any, *, enforce: bool |
     validate_parameters(parameters, ensure_schema_present(schema))
 
 
+def run_input_problem(run_input: Any, schema: Any) -> str | None:
+    """Why the input a paused run is resumed with does not fit the schema it asked for, or
+    ``None``: checked as run parameters are. Raises :class:`CircularSchema`."""
+    compiled = compile_schema(schema, _RUN)
+    if compiled.schema_error is not None:
+        return f"Invalid schema: {compiled.schema_error}"
+    return failure_message(compiled, run_input)
+
+
 def validate_deployment_update_parameters(parameters: Any, schema: dict[str, Any]) -> None:
     """PATCH /deployments: types checked, ``required`` ignored.
 

@@ -17,6 +17,7 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, select, update
 
 from deputy.db import tables as t
@@ -39,6 +40,10 @@ from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType, can
 from deputy.schemas.flow_runs import state_to_wire
 from deputy.services import events
 from deputy.services.common import now, uuid7
+from deputy.services.flow_run_input import find_flow_run_input, store_flow_run_input
+from deputy.services.hydration import HydrationFailed
+from deputy.services.parameter_schema import CircularSchema, run_input_problem
+from deputy.services.parameters import hydrate
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -457,8 +462,10 @@ async def resume_flow_run(
 ) -> StateResult:
     """Resume a paused run: RUNNING again, or SCHEDULED "Resuming" when it was suspended.
 
-    Flow-run inputs are not stored by deputy yet, so a pause that asked for input is
-    refused with Prefect's answer for a missing input schema.
+    A pause that asked for input (``run_input_keyset``) is resumed only with input that
+    fits the schema the run stored; once the move is accepted, the input is stored as the
+    run's answer, in the same transaction. Otherwise the answer is Prefect's REJECT, the
+    run left paused.
     """
     row = await read_run_for_update(conn, flow_run_id)
     if row is None:
@@ -474,13 +481,16 @@ async def resume_flow_run(
             },
         }
         return StateResult(body, written=False)
-    if current.details.get("run_input_keyset"):
-        body = {
-            "state": _current_body(row),
-            "status": Status.REJECT.value,
-            "details": {"type": "abort_details", "reason": "Run input schema not found."},
-        }
-        return StateResult(body, written=False)
+    keyset = current.details.get("run_input_keyset")
+    if keyset:
+        run_input, refusal = await _checked_run_input(conn, flow_run_id, keyset, run_input)
+        if refusal is not None:
+            body = {
+                "state": _current_body(row),
+                "status": Status.REJECT.value,
+                "details": {"type": "abort_details", "reason": refusal},
+            }
+            return StateResult(body, written=False)
     timestamp = now()
     if current.details.get("pause_reschedule"):
         draft = StateDraft.of(
@@ -488,6 +498,36 @@ async def resume_flow_run(
         )
     else:
         draft = StateDraft.of(StateType.RUNNING, timestamp)
-    return await orchestrate(
+    result = await orchestrate(
         conn, row, draft, force=False, client_version=client_version, timestamp=timestamp
     )
+    if keyset and run_input and result.body["status"] == Status.ACCEPT.value:
+        await store_flow_run_input(
+            conn, flow_run_id, keyset["response"], orjson.dumps(run_input).decode()
+        )
+    return result
+
+
+async def _checked_run_input(
+    conn: AsyncConnection,
+    flow_run_id: uuid.UUID,
+    keyset: dict[str, Any],
+    run_input: dict[str, Any] | None,
+) -> tuple[dict[str, Any], str | None]:
+    """The hydrated input, or why it cannot resume the run (Prefect's reasons)."""
+    try:
+        hydrated = await hydrate(conn, run_input or {}) or {}
+    except HydrationFailed as failure:
+        return {}, f"Error hydrating run input: {failure.reason}"
+    schema_text = await find_flow_run_input(conn, flow_run_id, keyset["schema"])
+    if schema_text is None:
+        return hydrated, "Run input schema not found."
+    try:
+        schema = orjson.loads(schema_text)
+    except orjson.JSONDecodeError:
+        return hydrated, "Run input schema is not valid JSON."
+    try:
+        problem = run_input_problem(hydrated, schema)
+    except CircularSchema:
+        return hydrated, ("Invalid schema: Unable to validate schema with circular references.")
+    return hydrated, None if problem is None else f"Reason: {problem}"

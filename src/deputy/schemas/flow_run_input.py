@@ -1,0 +1,64 @@
+"""Flow-run input bodies and answers (``/flow_runs/{id}/input``), as Prefect 3.9.1's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field
+
+# ``$`` (not ``\\Z``) on purpose, as Prefect's rule: one trailing newline gets through.
+_KEY_CHARACTERS = re.compile(r"^[a-z0-9-]*$")
+
+
+def _check_key(key: str) -> str:
+    if _KEY_CHARACTERS.match(key) is None:
+        raise ValueError("key must only contain lowercase letters, numbers, and dashes.")
+    return key
+
+
+InputKey = Annotated[str, AfterValidator(_check_key)]
+
+
+class FlowRunInputCreate(BaseModel):
+    """``POST /flow_runs/{id}/input``: ``value`` is the text of a JSON document."""
+
+    key: InputKey = Field(description="The input key")
+    value: str = Field(description="The value of the input")
+    sender: str | None = Field(default=None, description="The sender of the input")
+
+
+class FlowRunInputFilterBody(BaseModel):
+    """``POST /flow_runs/{id}/input/filter``: the oldest inputs whose key starts so."""
+
+    prefix: str = Field(description="The input key prefix")
+    limit: int = Field(default=1, description="The maximum number of results to return")
+    exclude_keys: list[str] = Field(
+        default_factory=list, description="Exclude inputs with these keys"
+    )
+
+
+class FlowRunInput(BaseModel):
+    """An input as ``/input/filter`` answers it (documentation only)."""
+
+    id: uuid.UUID
+    created: dt.datetime | None
+    updated: dt.datetime | None
+    flow_run_id: uuid.UUID
+    key: str
+    value: str
+    sender: str | None = None
+
+
+def flow_run_input_to_wire(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "created": row.created,
+        "updated": row.updated,
+        "flow_run_id": row.flow_run_id,
+        "key": row.key,
+        "value": row.value,
+        "sender": row.sender,
+    }
