@@ -305,7 +305,7 @@ async def read_work_queue_runs(
 ) -> JSONResponse:
     """A queue's runs to start, as an agent polled them; the UI's look is not a poll."""
     body = body or WorkQueueRunsBody()
-    async with database.write() as conn:
+    async with database.read() if x_prefect_ui else database.write() as conn:
         runs = await workers.read_work_queue_runs(
             conn,
             id,
