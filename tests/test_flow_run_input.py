@@ -165,3 +165,14 @@ async def test_resuming_without_a_usable_schema_is_refused(client: httpx.AsyncCl
     assert refusal(await resume(client, looped, {"approver": "ann"}))[3] == (
         "Invalid schema: Unable to validate schema with circular references."
     )
+
+
+async def test_a_keyset_without_a_schema_key_is_refused_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    run = (await new_run(client))["id"]
+    await propose(client, run, "RUNNING", force=True)
+    details = {"pause_key": "1", "run_input_keyset": {"other": "x"}}
+    assert (await propose(client, run, "PAUSED", state_details=details)).status_code == 201
+    result = await resume(client, run, {"approver": "ann"})
+    assert refusal(result)[1:] == ("REJECT", "PAUSED", "Run input schema not found.")

@@ -501,9 +501,10 @@ async def resume_flow_run(
     result = await orchestrate(
         conn, row, draft, force=False, client_version=client_version, timestamp=timestamp
     )
-    if keyset and run_input and result.body["status"] == Status.ACCEPT.value:
+    response_key = keyset.get("response") if keyset else None
+    if response_key and run_input and result.body["status"] == Status.ACCEPT.value:
         await store_flow_run_input(
-            conn, flow_run_id, keyset["response"], orjson.dumps(run_input).decode()
+            conn, flow_run_id, response_key, orjson.dumps(run_input).decode()
         )
     return result
 
@@ -519,7 +520,10 @@ async def _checked_run_input(
         hydrated = await hydrate(conn, run_input or {}) or {}
     except HydrationFailed as failure:
         return {}, f"Error hydrating run input: {failure.reason}"
-    schema_text = await find_flow_run_input(conn, flow_run_id, keyset["schema"])
+    schema_key = keyset.get("schema")
+    schema_text = (
+        None if schema_key is None else await find_flow_run_input(conn, flow_run_id, schema_key)
+    )
     if schema_text is None:
         return hydrated, "Run input schema not found."
     try:
