@@ -76,6 +76,25 @@ async def test_heartbeat_answers_204_and_creates_an_online_worker(
     assert dt.datetime.fromisoformat(worker["last_heartbeat_time"]) >= start
 
 
+async def test_a_missing_body_key_is_reported_as_a_missing_body_parameter(
+    client: httpx.AsyncClient,
+) -> None:
+    """Prefect declares these keys as separate body parameters: a missing one has ``input``
+    null in the 422, where a model body (``POST /flows/``) reports the body it got."""
+    pool = await create_work_pool(client)
+    for path, body in (
+        (f"/work_pools/{pool['name']}/workers/heartbeat", {}),
+        (f"/work_pools/{pool['name']}/workers/heartbeat", {"name": None}),
+        ("/deployments/get_scheduled_flow_runs", {}),
+    ):
+        response = await client.post(path, json=body)
+        assert response.status_code == 422
+        [error] = response.json()["exception_detail"]
+        assert (error["type"], error["input"]) == ("missing", None), (path, error)
+    model = await client.post("/flows/", json={"tags": []})
+    assert model.json()["exception_detail"][0]["input"] == {"tags": []}
+
+
 async def test_heartbeat_upserts_by_pool_and_name(client: httpx.AsyncClient) -> None:
     pool = await create_work_pool(client)
     await heartbeat(client, pool["name"], name="w1", heartbeat_interval_seconds=30)

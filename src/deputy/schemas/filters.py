@@ -326,10 +326,12 @@ class TaskRunSort(enum.StrEnum):
 
 
 class FilterBody(BaseModel):
-    """A ``*/filter``, ``*/count`` or ``*/paginate`` body.
+    """A body whose top-level keys Prefect declares as separate body parameters: the
+    ``*/filter``, ``*/count`` and ``*/paginate`` bodies, and a few others.
 
-    Prefect declares each top-level key as a separate body parameter, so ``null`` means "use
-    the default" (the Prefect client sends ``"sort": null``) and unknown keys are ignored.
+    So ``null`` means "use the default" (the Prefect client sends ``"sort": null``), unknown
+    keys are ignored, and a missing required key is reported with ``"input": null``
+    (``deputy.api.validation``).
     """
 
     @model_validator(mode="before")

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from deputy.schemas.filters import FilterBody
+
 # ``$`` (not ``\\Z``) on purpose, as Prefect's rule: one trailing newline gets through.
 _KEY_CHARACTERS = re.compile(r"^[a-z0-9-]*$")
 
@@ -22,7 +24,7 @@ def _check_key(key: str) -> str:
 InputKey = Annotated[str, AfterValidator(_check_key)]
 
 
-class FlowRunInputCreate(BaseModel):
+class FlowRunInputCreate(FilterBody):
     """``POST /flow_runs/{id}/input``: ``value`` is the text of a JSON document."""
 
     key: InputKey = Field(description="The input key")
@@ -30,7 +32,7 @@ class FlowRunInputCreate(BaseModel):
     sender: str | None = Field(default=None, description="The sender of the input")
 
 
-class FlowRunInputFilterBody(BaseModel):
+class FlowRunInputFilterBody(FilterBody):
     """``POST /flow_runs/{id}/input/filter``: the oldest inputs whose key starts so."""
 
     prefix: str = Field(description="The input key prefix")
