@@ -26,6 +26,7 @@ from deputy.schemas.filters import (
     ArtifactSort,
     TaskRunRelatedFilters,
 )
+from deputy.services import lifecycle_events
 from deputy.services.common import now
 
 if TYPE_CHECKING:
@@ -63,11 +64,14 @@ async def _make_latest(conn: AsyncConnection, version: dict[str, Any]) -> None:
         latest_id=version["id"],
         **copied,
     )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"latest_id": version["id"], "updated": version["updated"], **copied},
-        )
+    upserted = statement.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"latest_id": version["id"], "updated": version["updated"], **copied},
+    ).returning(*t.artifact_collection.c)
+    row = (await conn.execute(upserted)).one()
+    # A new key's row was created with this version; an existing one keeps its creation time.
+    lifecycle_events.artifact_key_changed(
+        "created" if row.created == version["created"] else "updated", row
     )
 
 
@@ -139,15 +143,16 @@ async def delete_artifact(conn: AsyncConnection, artifact_id: uuid.UUID) -> None
     if version.key is not None:
         latest = (
             await conn.execute(
-                select(_latest.latest_id).where(_latest.key == version.key).with_for_update()
+                select(t.artifact_collection).where(_latest.key == version.key).with_for_update()
             )
         ).first()
         if latest is not None and latest.latest_id == artifact_id:
-            await _replace_latest(conn, version.key, artifact_id)
+            await _replace_latest(conn, latest, artifact_id)
     await conn.execute(delete(t.artifact).where(_a.id == artifact_id))
 
 
-async def _replace_latest(conn: AsyncConnection, key: str, leaving: uuid.UUID) -> None:
+async def _replace_latest(conn: AsyncConnection, latest: Any, leaving: uuid.UUID) -> None:
+    key = latest.key
     newest_other = (
         await conn.execute(
             select(t.artifact)
@@ -158,8 +163,9 @@ async def _replace_latest(conn: AsyncConnection, key: str, leaving: uuid.UUID) -
     ).first()
     if newest_other is None:
         await conn.execute(delete(t.artifact_collection).where(_latest.key == key))
+        lifecycle_events.artifact_key_changed("deleted", latest)
         return
-    await conn.execute(
+    replaced = (
         update(t.artifact_collection)
         .where(_latest.key == key)
         .values(
@@ -168,7 +174,9 @@ async def _replace_latest(conn: AsyncConnection, key: str, leaving: uuid.UUID) -
             updated=newest_other.updated,
             **{name: getattr(newest_other, name) for name in VERSION_FIELDS},
         )
+        .returning(*t.artifact_collection.c)
     )
+    lifecycle_events.artifact_key_changed("updated", (await conn.execute(replaced)).one())
 
 
 def _where(

@@ -35,6 +35,7 @@ from deputy.schemas.concurrency_limits import (
     ConcurrencyLimitV2Create,
     ConcurrencyLimitV2Update,
 )
+from deputy.services import lifecycle_events
 from deputy.services.common import now
 
 if TYPE_CHECKING:
@@ -205,7 +206,9 @@ async def create_limit(conn: AsyncConnection, body: ConcurrencyLimitV2Create) ->
         )
         .returning(*t.concurrency_limit_v2.c)
     )
-    return (await conn.execute(insert)).one()
+    row = (await conn.execute(insert)).one()
+    lifecycle_events.global_limit_changed("created", row)
+    return row
 
 
 async def update_limit(
@@ -215,20 +218,30 @@ async def update_limit(
     timestamp = now()
     values = {**touched(conn, timestamp), **body.model_dump(exclude_unset=True)}
     values["updated"] = timestamp
-    result = await conn.execute(
-        update(t.concurrency_limit_v2).where(_where(id_or_name)).values(**values)
-    )
-    if result.rowcount == 0:
+    statement = update(t.concurrency_limit_v2).where(_where(id_or_name)).values(**values)
+    row = (await conn.execute(statement.returning(*t.concurrency_limit_v2.c))).first()
+    if row is None:
         raise NotFound(LIMIT_NOT_FOUND)
+    lifecycle_events.global_limit_changed("updated", row)
 
 
 async def delete_limit(
-    conn: AsyncConnection, id_or_name: uuid.UUID | str, *, not_found: str = LIMIT_NOT_FOUND
+    conn: AsyncConnection,
+    id_or_name: uuid.UUID | str,
+    *,
+    not_found: str = LIMIT_NOT_FOUND,
+    announce: bool = True,
 ) -> None:
-    """Delete the limit; its leases go with it (a deployment using it is left without)."""
-    result = await conn.execute(delete(t.concurrency_limit_v2).where(_where(id_or_name)))
-    if result.rowcount == 0:
+    """Delete the limit; its leases go with it (a deployment using it is left without).
+
+    ``announce``: emit ``prefect.concurrency-limit.deleted`` (the global-limit routes do;
+    tag limits, deleted through the v1 routes, do not)."""
+    statement = delete(t.concurrency_limit_v2).where(_where(id_or_name))
+    row = (await conn.execute(statement.returning(*t.concurrency_limit_v2.c))).first()
+    if row is None:
         raise NotFound(not_found)
+    if announce:
+        lifecycle_events.global_limit_changed("deleted", row)
 
 
 # --- slots --------------------------------------------------------------------------------

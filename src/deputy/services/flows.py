@@ -13,6 +13,7 @@ from deputy.db.filter_sql import flow_where
 from deputy.errors import NotFound
 from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 from deputy.schemas.flows import FlowCreate, FlowUpdate
+from deputy.services import lifecycle_events
 from deputy.services.common import now
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ async def create_flow(conn: AsyncConnection, body: FlowCreate) -> tuple[Any, boo
     )
     row = (await conn.execute(insert)).first()
     if row is not None:
+        lifecycle_events.flow_changed("created", row)
         return row, True
     existing = (await conn.execute(select(t.flow).where(t.flow.c.name == body.name))).one()
     return existing, False
@@ -67,18 +69,20 @@ async def read_flow_by_name(conn: AsyncConnection, name: str) -> Any:
 
 async def update_flow(conn: AsyncConnection, flow_id: uuid.UUID, body: FlowUpdate) -> None:
     values = body.model_dump(exclude_unset=True)
-    result = await conn.execute(
-        update(t.flow).where(t.flow.c.id == flow_id).values(**values, updated=now())
-    )
-    if result.rowcount == 0:
+    statement = update(t.flow).where(t.flow.c.id == flow_id).values(**values, updated=now())
+    row = (await conn.execute(statement.returning(*t.flow.c))).first()
+    if row is None:
         raise NotFound(FLOW_NOT_FOUND)
+    lifecycle_events.flow_changed("updated", row)
 
 
 async def delete_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
     """Delete the flow; its deployments and runs go with it (foreign keys cascade)."""
-    result = await conn.execute(delete(t.flow).where(t.flow.c.id == flow_id))
-    if result.rowcount == 0:
+    statement = delete(t.flow).where(t.flow.c.id == flow_id).returning(*t.flow.c)
+    row = (await conn.execute(statement)).first()
+    if row is None:
         raise NotFound(FLOW_NOT_FOUND)
+    lifecycle_events.flow_changed("deleted", row)
 
 
 async def filter_flows(

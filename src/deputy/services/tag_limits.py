@@ -127,12 +127,16 @@ async def reset_tag_limit(
 
 
 async def delete_tag_limit(conn: AsyncConnection, tag: str) -> None:
-    await concurrency_limits.delete_limit(conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND)
+    await concurrency_limits.delete_limit(
+        conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND, announce=False
+    )
 
 
 async def delete_limit_by_id(conn: AsyncConnection, limit_id: uuid.UUID) -> None:
     """Any v2 limit, tag or not, as Prefect's v1 delete does."""
-    await concurrency_limits.delete_limit(conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND)
+    await concurrency_limits.delete_limit(
+        conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND, announce=False
+    )
 
 
 async def increment_tags(

@@ -20,6 +20,7 @@ from deputy.db.filter_sql import variable_clause
 from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.schemas.filters import VariableFilter, VariableSort
 from deputy.schemas.variables import VariableCreate, VariableUpdate
+from deputy.services import lifecycle_events
 from deputy.services.common import now
 
 if TYPE_CHECKING:
@@ -69,7 +70,9 @@ async def create_variable(conn: AsyncConnection, body: VariableCreate) -> Any:
     )
     if (await conn.execute(insert)).first() is None:
         raise duplicate_name(body.name)
-    return SimpleNamespace(**values)
+    created = SimpleNamespace(**values)
+    lifecycle_events.variable_changed("created", created)
+    return created
 
 
 async def read_variable(conn: AsyncConnection, variable_id: uuid.UUID) -> Any:
@@ -152,15 +155,18 @@ async def _update(conn: AsyncConnection, where: ColumnElement[bool], body: Varia
     if any(field in values and values[field] is None for field in _NOT_NULL_FIELDS):
         await _read_one(conn, where)
         raise integrity_conflict()
+    statement = update(t.variable).where(where).values(**values, updated=now())
     try:
-        result = await conn.execute(update(t.variable).where(where).values(**values, updated=now()))
+        row = (await conn.execute(statement.returning(*t.variable.c))).first()
     except IntegrityError:
         raise integrity_conflict() from None
-    if result.rowcount == 0:
+    if row is None:
         raise NotFound(VARIABLE_NOT_FOUND)
+    lifecycle_events.variable_changed("updated", row)
 
 
 async def _delete(conn: AsyncConnection, where: ColumnElement[bool]) -> None:
-    result = await conn.execute(delete(t.variable).where(where))
-    if result.rowcount == 0:
+    row = (await conn.execute(delete(t.variable).where(where).returning(*t.variable.c))).first()
+    if row is None:
         raise NotFound(VARIABLE_NOT_FOUND)
+    lifecycle_events.variable_changed("deleted", row)
