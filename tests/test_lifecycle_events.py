@@ -87,3 +87,19 @@ async def test_an_artifact_keys_life(client: httpx.AsyncClient) -> None:
     ]  # fmt: skip
     assert events[2]["payload"]["data"] == "# 1"
     assert events[3]["related"][0]["prefect.resource.id"] == f"prefect.artifact.{first['id']}"
+
+
+async def test_tag_limits_are_global_limits_in_their_events(client: httpx.AsyncClient) -> None:
+    """Prefect 3.9.1's v1 routes write global limits named ``tag:<tag>``: their events too."""
+    tag = unique("tag")
+    created = await client.post("/concurrency_limits/", json={"tag": tag, "concurrency_limit": 1})
+    again = await client.post("/concurrency_limits/", json={"tag": tag, "concurrency_limit": 3})
+    assert (created.status_code, again.status_code) == (201, 200)
+    await client.delete(f"/concurrency_limits/tag/{tag}")
+    events = await events_of(client, f"prefect.concurrency-limit.{created.json()['id']}")
+    assert [(e["event"], e["payload"]["limit"]) for e in events] == [
+        ("prefect.concurrency-limit.created", 1),
+        ("prefect.concurrency-limit.updated", 3),
+        ("prefect.concurrency-limit.deleted", 3),
+    ]
+    assert events[0]["resource"]["prefect.resource.name"] == f"tag:{tag}"

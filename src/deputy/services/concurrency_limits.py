@@ -226,22 +226,14 @@ async def update_limit(
 
 
 async def delete_limit(
-    conn: AsyncConnection,
-    id_or_name: uuid.UUID | str,
-    *,
-    not_found: str = LIMIT_NOT_FOUND,
-    announce: bool = True,
+    conn: AsyncConnection, id_or_name: uuid.UUID | str, *, not_found: str = LIMIT_NOT_FOUND
 ) -> None:
-    """Delete the limit; its leases go with it (a deployment using it is left without).
-
-    ``announce``: emit ``prefect.concurrency-limit.deleted`` (the global-limit routes do;
-    tag limits, deleted through the v1 routes, do not)."""
+    """Delete the limit; its leases go with it (a deployment using it is left without)."""
     statement = delete(t.concurrency_limit_v2).where(_where(id_or_name))
     row = (await conn.execute(statement.returning(*t.concurrency_limit_v2.c))).first()
     if row is None:
         raise NotFound(not_found)
-    if announce:
-        lifecycle_events.global_limit_changed("deleted", row)
+    lifecycle_events.global_limit_changed("deleted", row)
 
 
 # --- slots --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The events Prefect's server emits when some objects are created, updated or deleted:
-``prefect.flow.*``, ``prefect.variable.*``, ``prefect.concurrency-limit.*`` (global limits)
-and ``prefect.artifact-collection.*``, with Prefect's resources and payloads.
+``prefect.flow.*``, ``prefect.variable.*``, ``prefect.concurrency-limit.*`` (global limits,
+tag limits included) and ``prefect.artifact-collection.*``, with Prefect's resources and
+payloads.
 
 Like the flow-run events, they are queued on the event bus in the request that makes the
 change, and written with the next batch.

@@ -20,7 +20,7 @@ from deputy.schemas.concurrency_limits import (
     minimal_limit_to_wire,
     tag_limit_to_wire,
 )
-from deputy.services import concurrency_limits, leases
+from deputy.services import concurrency_limits, leases, lifecycle_events
 from deputy.services.common import now
 
 if TYPE_CHECKING:
@@ -67,7 +67,10 @@ async def upsert_tag_limit(conn: AsyncConnection, tag: str, limit: int) -> tuple
         .returning(*t.concurrency_limit_v2.c)
     )
     row = (await conn.execute(upsert)).one()
-    return (await _with_holders(conn, [row]))[0], row.id == proposed
+    created = row.id == proposed
+    # Prefect's v1 routes write v2 limits, and so emit the v2 lifecycle events.
+    lifecycle_events.global_limit_changed("created" if created else "updated", row)
+    return (await _with_holders(conn, [row]))[0], created
 
 
 async def _read_tag_row(conn: AsyncConnection, tag: str) -> Any:
@@ -127,16 +130,12 @@ async def reset_tag_limit(
 
 
 async def delete_tag_limit(conn: AsyncConnection, tag: str) -> None:
-    await concurrency_limits.delete_limit(
-        conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND, announce=False
-    )
+    await concurrency_limits.delete_limit(conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND)
 
 
 async def delete_limit_by_id(conn: AsyncConnection, limit_id: uuid.UUID) -> None:
     """Any v2 limit, tag or not, as Prefect's v1 delete does."""
-    await concurrency_limits.delete_limit(
-        conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND, announce=False
-    )
+    await concurrency_limits.delete_limit(conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND)
 
 
 async def increment_tags(
