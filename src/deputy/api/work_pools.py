@@ -263,7 +263,7 @@ async def delete_worker(
     return Response(status_code=204)
 
 
-# --- /work_queues (read side) -----------------------------------------------------------
+# --- /work_queues ----------------------------------------------------------------------
 
 
 @work_queues_router.post("/", response_model=WorkQueueResponse, status_code=status.HTTP_201_CREATED)

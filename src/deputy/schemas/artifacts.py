@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import Offset
+from deputy.schemas.core import Offset, lowercase_dashed
 from deputy.schemas.filters import (
     ArtifactCollectionFilter,
     ArtifactFilter,
@@ -19,15 +18,6 @@ from deputy.schemas.filters import (
 
 #: Longest metadata value kept whole; a longer one is cut there and ends with "...".
 MAX_METADATA_VALUE_LENGTH = 500
-
-# ``$`` (not ``\Z``) on purpose, as Prefect's rule: one trailing newline gets through.
-_KEY_CHARACTERS = re.compile(r"^[a-z0-9-]*$")
-
-
-def _check_key(key: str) -> str:
-    if _KEY_CHARACTERS.match(key) is None:
-        raise ValueError("Artifact key must only contain lowercase letters, numbers, and dashes.")
-    return key
 
 
 def _shorten_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
@@ -42,7 +32,7 @@ def _shorten_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
     }
 
 
-ArtifactKey = Annotated[str, AfterValidator(_check_key)]
+ArtifactKey = Annotated[str, lowercase_dashed("Artifact key")]
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_shorten_metadata)]
 #: Any JSON value: a table's rows, a markdown string, a progress number...
 ArtifactData = dict[str, Any] | Any | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,24 @@ MAX_PAGE = MAX_OFFSET // 200 + 1
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 Page = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 LabelValue = bool | int | float | str
+
+# ``$`` (not ``\Z``) on purpose, as Prefect's rule: one trailing newline gets through.
+_LOWERCASE_DASHED = re.compile(r"^[a-z0-9-]*$")
+
+
+def lowercase_dashed(field_name: str) -> AfterValidator:
+    """Prefect's rule for artifact and flow-run input keys, with its message."""
+
+    def check(value: str) -> str:
+        if _LOWERCASE_DASHED.match(value) is None:
+            raise ValueError(
+                f"{field_name} must only contain lowercase letters, numbers, and dashes."
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 KeyValueLabels = dict[str, LabelValue]
 
 

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
+from deputy.schemas.core import lowercase_dashed
 from deputy.schemas.filters import FilterBody
 
-# ``$`` (not ``\\Z``) on purpose, as Prefect's rule: one trailing newline gets through.
-_KEY_CHARACTERS = re.compile(r"^[a-z0-9-]*$")
-
-
-def _check_key(key: str) -> str:
-    if _KEY_CHARACTERS.match(key) is None:
-        raise ValueError("key must only contain lowercase letters, numbers, and dashes.")
-    return key
-
-
-InputKey = Annotated[str, AfterValidator(_check_key)]
+InputKey = Annotated[str, lowercase_dashed("key")]
 
 
 class FlowRunInputCreate(FilterBody):

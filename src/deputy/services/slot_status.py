@@ -16,17 +16,15 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from deputy.db import tables as t
 from deputy.errors import NotFound
-from deputy.schemas.core import StateType
 from deputy.schemas.work_pools import flow_run_slot_summary
 from deputy.services.common import now, pages
+from deputy.services.work_pools import QUEUE_SLOT_STATES, SLOT_STATES
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 _run = t.flow_run.c
 _queue = t.work_queue.c
-_POOL_SLOT_STATES = (StateType.PENDING.value, StateType.RUNNING.value)
-_QUEUE_SLOT_STATES = (*_POOL_SLOT_STATES, StateType.CANCELLING.value)
 _SUMMARY_COLUMNS = (
     _run.id,
     _run.name,
@@ -63,7 +61,7 @@ async def work_pool_slots(
         )
     ).all()
     queue_count = int((await conn.execute(select(func.count()).where(in_pool))).scalar_one())
-    holding = and_(in_pool, _run.state_type.in_(_POOL_SLOT_STATES))
+    holding = and_(in_pool, _run.state_type.in_(SLOT_STATES))
     counted = await conn.execute(
         select(_run.work_queue_id, func.count())
         .select_from(t.flow_run.join(t.work_queue, _run.work_queue_id == _queue.id))
@@ -146,4 +144,4 @@ def _queue_holds(queue_id: uuid.UUID, queue_name: str) -> ColumnElement[bool]:
         _run.work_queue_id == queue_id,
         and_(_run.work_queue_id.is_(None), _run.work_queue_name == queue_name),
     )
-    return and_(queued_here, _run.state_type.in_(_QUEUE_SLOT_STATES))
+    return and_(queued_here, _run.state_type.in_(QUEUE_SLOT_STATES))

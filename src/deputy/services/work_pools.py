@@ -75,8 +75,11 @@ JOB_VARIABLE_DEFAULTS_INVALID = "Validation failed for work pool's job variable 
 LAST_POLLED_TIMEOUT = dt.timedelta(seconds=60)
 #: Fields a reserved ("prefect...") pool may still change.
 _RESERVED_POOL_UPDATABLE = frozenset({"is_paused", "concurrency_limit"})
-#: Runs holding a pool or queue concurrency slot.
-_SLOT_STATES = (StateType.PENDING.value, StateType.RUNNING.value)
+#: Runs holding a pool's (or, in a worker's poll, a queue's) concurrency slot.
+SLOT_STATES = (StateType.PENDING.value, StateType.RUNNING.value)
+#: Runs holding a slot of a queue polled or inspected by id (Prefect's work-queue scheduler
+#: counts CANCELLING too).
+QUEUE_SLOT_STATES = (*SLOT_STATES, StateType.CANCELLING.value)
 
 #: How a base job template's variable defaults are checked: pydantic-v1 repairs on,
 #: ``null`` allowed where a default exists, ``required`` ignored (runs may supply them).
@@ -246,7 +249,7 @@ async def pool_active_slots(
     query = (
         select(wq.c.work_pool_id, func.count())
         .select_from(t.flow_run.join(wq, run.work_queue_id == wq.c.id))
-        .where(wq.c.work_pool_id.in_(ids), run.state_type.in_(_SLOT_STATES))
+        .where(wq.c.work_pool_id.in_(ids), run.state_type.in_(SLOT_STATES))
         .group_by(wq.c.work_pool_id)
     )
     return {pool_id: int(n) for pool_id, n in (await conn.execute(query)).all()}
@@ -593,7 +596,7 @@ async def queue_active_slots(
     run = t.flow_run.c
     query = (
         select(run.work_queue_id, func.count())
-        .where(run.work_queue_id.in_(ids), run.state_type.in_(_SLOT_STATES))
+        .where(run.work_queue_id.in_(ids), run.state_type.in_(SLOT_STATES))
         .group_by(run.work_queue_id)
     )
     return {queue_id: int(n) for queue_id, n in (await conn.execute(query)).all()}

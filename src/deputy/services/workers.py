@@ -60,7 +60,7 @@ from sqlalchemy import (
 from deputy.db import tables as t
 from deputy.db import wire_rows
 from deputy.db.dialect import insert_on_conflict, is_postgres
-from deputy.db.filter_sql import flow_run_where
+from deputy.db.filter_sql import flow_run_clause
 from deputy.db.wire_rows import WireSelect
 from deputy.errors import NotFound, ObjectNotFound
 from deputy.schemas.core import StateType
@@ -82,7 +82,13 @@ from deputy.services import rendered_runs
 from deputy.services.common import now as utc_now
 from deputy.services.flow_runs import FLOW_RUN_ROWS, filter_flow_runs, wire_runs
 from deputy.services.rendered_runs import WireRun
-from deputy.services.work_pools import LAST_POLLED_TIMEOUT, pool_not_found, queue_not_found
+from deputy.services.work_pools import (
+    LAST_POLLED_TIMEOUT,
+    QUEUE_SLOT_STATES,
+    SLOT_STATES,
+    pool_not_found,
+    queue_not_found,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -96,9 +102,6 @@ FALLBACK_HEARTBEAT_INTERVAL_SECONDS = 30
 #: A polled queue or deployment whose ``last_polled`` is younger than this is not rewritten.
 POLL_WRITE_INTERVAL = dt.timedelta(seconds=5)
 
-_SLOT_STATES = (StateType.PENDING.value, StateType.RUNNING.value)
-#: What holds a slot of a queue polled by id (Prefect's work-queue scheduler counts CANCELLING).
-_QUEUE_SLOT_STATES = (*_SLOT_STATES, StateType.CANCELLING.value)
 
 wp = t.work_pool
 wq = t.work_queue
@@ -390,7 +393,7 @@ _READ_POOL_AND_NAMED_QUEUES = (
 _COUNT_SLOTS = (
     select(run.work_queue_id, func.count())
     .select_from(t.flow_run.join(wq, wq.c.id == run.work_queue_id))
-    .where(wq.c.work_pool_id == bindparam("pool_id"), run.state_type.in_(_SLOT_STATES))
+    .where(wq.c.work_pool_id == bindparam("pool_id"), run.state_type.in_(SLOT_STATES))
     .group_by(run.work_queue_id)
 )
 
@@ -625,7 +628,7 @@ async def _scheduled_runs(
     return results
 
 
-# --- the Runner's poll (served deployments) -----------------------------------------------
+# --- a queue polled by id (old agents, prefect work-queue preview) ------------------------
 
 
 async def read_work_queue_runs(
@@ -651,29 +654,27 @@ async def read_work_queue_runs(
         await _mark_queues_polled(conn, [queue], utc_now())
     if queue.is_paused:
         return []
-    scheduled = FlowRunFilter.model_validate(
-        {"state": {"type": {"any_": [StateType.SCHEDULED.value]}},
-         "next_scheduled_start_time": {"before_": scheduled_before}}
-    )  # fmt: skip
+    scheduled = {
+        "state": {"type": {"any_": [StateType.SCHEDULED.value]}},
+        "next_scheduled_start_time": {"before_": scheduled_before},
+    }
     if queue.filter is None:
         runs_of_queue = RelatedFilters(
-            flow_runs=scheduled,
+            flow_runs=FlowRunFilter.model_validate(scheduled),
             work_pool_queues=WorkQueueFilter.model_validate({"id": {"any_": [queue_id]}}),
         )
         busy = run.work_queue_id == queue_id
-        slot_states: tuple[str, ...] = _QUEUE_SLOT_STATES
+        slot_states: tuple[str, ...] = QUEUE_SLOT_STATES
     else:
-        legacy = queue.filter
         matching = {
-            "tags": {"all_": legacy.get("tags")},
-            "deployment_id": {"any_": legacy.get("deployment_ids"), "is_null_": False},
+            "tags": {"all_": queue.filter.get("tags")},
+            "deployment_id": {"any_": queue.filter.get("deployment_ids"), "is_null_": False},
         }
         runs_of_queue = RelatedFilters(
-            flow_runs=FlowRunFilter.model_validate({**scheduled.model_dump(), **matching})
+            flow_runs=FlowRunFilter.model_validate({**scheduled, **matching})
         )
-        busy = and_(*flow_run_where(RelatedFilters(flow_runs=FlowRunFilter.model_validate(
-            matching))))  # fmt: skip
-        slot_states = _SLOT_STATES
+        busy = flow_run_clause(FlowRunFilter.model_validate(matching))
+        slot_states = SLOT_STATES
     if queue.concurrency_limit is not None:
         occupying = select(func.count()).where(busy, run.state_type.in_(slot_states))
         taken = int((await conn.execute(occupying)).scalar_one())
@@ -681,6 +682,9 @@ async def read_work_queue_runs(
     return await filter_flow_runs(
         conn, runs_of_queue, sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, offset=0, limit=limit
     )
+
+
+# --- the Runner's poll (served deployments) -----------------------------------------------
 
 
 async def get_scheduled_flow_runs_for_deployments(
