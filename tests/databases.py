@@ -13,9 +13,13 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from deputy.db import migrate
@@ -103,3 +107,22 @@ class DatabaseBackends:
 
     def _url(self, name: str) -> str:
         return make_url(self.postgres_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def counted_statements(database: Database) -> Iterator[list[str]]:
+    """Every SQL statement sent while the block runs, except transaction control and the
+    event bus writing earlier requests' events in the background (all its statements, and
+    only those, start with ``INSERT INTO event``)."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        ignored = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "INSERT INTO EVENT")
+        if not statement.lstrip().upper().startswith(ignored):
+            statements.append(statement)
+
+    event.listen(database.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(database.sync_engine, "before_cursor_execute", record)

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from deputy.services.events.bus import bus
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -37,3 +39,48 @@ async def create_deployment(
     assert response.status_code in (200, 201), response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+STRICT_TEMPLATE = {
+    "job_configuration": {"image": "{{ image }}"},
+    "variables": {
+        "type": "object",
+        "required": ["image"],
+        "properties": {
+            "image": {"type": "string"},
+            "stream_output": {"type": "boolean", "default": True},
+        },
+    },
+}
+
+
+CLIENT = {"User-Agent": "prefect/3.9.1 (API 0.8.4)"}
+
+
+async def new_run(
+    client: httpx.AsyncClient, deployment: dict[str, Any] | None = None, **body: Any
+) -> dict[str, Any]:
+    if deployment is None:
+        pool = await create_work_pool(client)
+        deployment = await create_deployment(client, work_pool_name=pool["name"])
+    response = await client.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
+    assert response.status_code == 201, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+async def propose(
+    client: httpx.AsyncClient, run_id: str, state_type: str, *, force: bool = False, **state: Any
+) -> httpx.Response:
+    body = {"state": {"type": state_type, **state}, "force": force}
+    return await client.post(f"/flow_runs/{run_id}/set_state", json=body, headers=CLIENT)
+
+
+async def read_events(
+    client: httpx.AsyncClient, flt: dict[str, Any], limit: int = 50
+) -> dict[str, Any]:
+    await bus.flush()  # events are written in batches; see them before reading
+    response = await client.post("/events/filter", json={"filter": flt, "limit": limit})
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page

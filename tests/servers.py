@@ -86,3 +86,15 @@ def _wait_healthy(server: RunningServer, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"deputy was not healthy within {timeout}s:\n{server.output()}")
+
+
+def setup_deployment(url: str) -> str:
+    """A flow, a process pool and a deployment on it; returns the deployment id."""
+    with httpx.Client(base_url=url) as client:
+        flow = client.post("/flows/", json={"name": "etl"}).json()
+        client.post("/work_pools/", json={"name": "local", "type": "process"})
+        deployment = client.post(
+            "/deployments/",
+            json={"name": "nightly", "flow_id": flow["id"], "work_pool_name": "local"},
+        ).json()
+        return str(deployment["id"])

@@ -23,8 +23,7 @@ from deputy.db import tables as t
 from deputy.db.engine import Database
 from deputy.settings import Settings
 from live import prefect_socket, receive
-from servers import deputy_server
-from test_server_process import _setup
+from servers import deputy_server, setup_deployment
 
 
 async def _load(
@@ -94,7 +93,7 @@ def test_a_replica_killed_mid_load_loses_no_acknowledged_run(
     tmp_path: Path, database_url: str
 ) -> None:
     with deputy_server(tmp_path, database_url) as survivor:
-        deployment_id = _setup(survivor.url)
+        deployment_id = setup_deployment(survivor.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         acknowledged: list[str] = []
         with deputy_server(tmp_path, database_url) as victim:
@@ -152,7 +151,7 @@ def test_a_database_restart_answers_503_then_recovers_without_a_server_restart(
         pytest.skip("a PostgreSQL server restart")
     directory = _postgres_dir()
     with deputy_server(tmp_path, database_url) as server:
-        deployment_id = _setup(server.url)
+        deployment_id = setup_deployment(server.url)
         path = f"{server.url}/deployments/{deployment_id}/create_flow_run"
         statuses: list[int] = []
         retry_after: set[str] = set()
@@ -183,7 +182,7 @@ def test_a_subscriber_on_one_replica_hears_a_cancellation_made_through_another(
         deputy_server(tmp_path, database_url) as listening,
         deputy_server(tmp_path, database_url) as acting,
     ):
-        deployment_id = _setup(acting.url)
+        deployment_id = setup_deployment(acting.url)
         run = httpx.post(f"{acting.url}/deployments/{deployment_id}/create_flow_run", json={})
         run_id = run.json()["id"]
         window = {

@@ -16,19 +16,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from live import prefect_socket
-from servers import deputy_server
-
-
-def _setup(url: str) -> str:
-    """A flow, a process pool and a deployment on it; returns the deployment id."""
-    with httpx.Client(base_url=url) as client:
-        flow = client.post("/flows/", json={"name": "etl"}).json()
-        client.post("/work_pools/", json={"name": "local", "type": "process"})
-        deployment = client.post(
-            "/deployments/",
-            json={"name": "nightly", "flow_id": flow["id"], "work_pool_name": "local"},
-        ).json()
-        return str(deployment["id"])
+from servers import deputy_server, setup_deployment
 
 
 async def _post_many(
@@ -64,7 +52,7 @@ def test_server_restart_keeps_data_and_skips_applied_migrations(
     tmp_path: Path, database_url: str
 ) -> None:
     with deputy_server(tmp_path, database_url) as server:
-        deployment_id = _setup(server.url)
+        deployment_id = setup_deployment(server.url)
     with deputy_server(tmp_path, database_url) as server:
         response = httpx.get(f"{server.url}/deployments/{deployment_id}")
     assert response.status_code == 200
@@ -77,7 +65,7 @@ def test_concurrent_creates_on_two_processes_sharing_a_database_all_succeed(
         deputy_server(tmp_path, database_url) as first,
         deputy_server(tmp_path, database_url) as second,
     ):
-        deployment_id = _setup(first.url)
+        deployment_id = setup_deployment(first.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         bodies = [{"parameters": {"i": i}} for i in range(300)]
         responses = asyncio.run(_post_many([first.url, second.url], path, bodies, 32))
@@ -96,7 +84,7 @@ def test_idempotency_race_across_processes_creates_exactly_one_run(
         deputy_server(tmp_path, database_url) as first,
         deputy_server(tmp_path, database_url) as second,
     ):
-        deployment_id = _setup(first.url)
+        deployment_id = setup_deployment(first.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         bodies = [{"idempotency_key": "once", "tags": [str(i)]} for i in range(50)]
         responses = asyncio.run(_post_many([first.url, second.url], path, bodies, 50))
@@ -114,7 +102,7 @@ def test_pending_race_across_processes_has_exactly_one_winner(
         deputy_server(tmp_path, database_url) as first,
         deputy_server(tmp_path, database_url) as second,
     ):
-        deployment_id = _setup(first.url)
+        deployment_id = setup_deployment(first.url)
         run = httpx.post(f"{first.url}/deployments/{deployment_id}/create_flow_run", json={}).json()
         path = f"/flow_runs/{run['id']}/set_state"
         bodies = [{"state": {"type": "PENDING"}} for _ in range(20)]
@@ -147,7 +135,7 @@ def test_mixed_load_on_two_processes_never_fails(tmp_path: Path, database_url: s
         deputy_server(tmp_path, database_url) as first,
         deputy_server(tmp_path, database_url) as second,
     ):
-        deployment_id = _setup(first.url)
+        deployment_id = setup_deployment(first.url)
         path = f"/deployments/{deployment_id}/create_flow_run"
         urls = [first.url, second.url]
 

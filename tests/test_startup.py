@@ -112,7 +112,9 @@ def test_the_lazy_modules_load_when_first_needed() -> None:
     """The other side: the code that needs them still finds them."""
     modules = _modules_after(
         """
-        from deputy.services import create_flow_run, hydration, parameter_schema
+        from deputy.services.flow_runs import create as create_flow_run
+        from deputy.parameters import hydration
+        from deputy.parameters import schema as parameter_schema
         create_flow_run.generate_run_name()
         hydration.render_template("{{ 1 + 1 }}")
         parameter_schema.validate_parameters({"x": 1}, {"properties": {"x": {"type": "integer"}}})

@@ -19,7 +19,8 @@ from deputy.api.validation import request_validation_handler
 from deputy.db import migrate
 from deputy.db.engine import Database
 from deputy.errors import DeputyError, ServiceUnavailable, Unprocessable, integrity_conflict
-from deputy.services import background, events
+from deputy.services import background
+from deputy.services.events import bus as events
 from deputy.settings import Settings
 
 logger = logging.getLogger("deputy")

@@ -26,8 +26,9 @@ from deputy.schemas.concurrency_limits import (
 )
 from deputy.schemas.core import MAX_OFFSET
 from deputy.schemas.deployments import GlobalConcurrencyLimitResponse
-from deputy.services import concurrency_limits, leases, tag_limits
 from deputy.services.common import now, page_limit
+from deputy.services.concurrency import leases, tag_limits
+from deputy.services.concurrency import limits as concurrency_limits
 
 router = FastRouter(prefix="/v2/concurrency_limits", tags=["Concurrency Limits V2"])
 v1_router = FastRouter(prefix="/concurrency_limits", tags=["Concurrency Limits"])

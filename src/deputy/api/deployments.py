@@ -31,9 +31,10 @@ from deputy.schemas.schedules import (
     DeploymentScheduleUpdate,
 )
 from deputy.schemas.workers import DeploymentScheduledRunsBody
-from deputy.services import create_flow_run as runs
-from deputy.services import deployments, schedules, workers
+from deputy.services import deployments, schedules
 from deputy.services.common import page_limit, pagination
+from deputy.services.flow_runs import create as runs
+from deputy.services.work_pools import workers
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

@@ -26,9 +26,9 @@ from deputy.schemas.events import (
     EventOrder,
     EventPage,
 )
-from deputy.services import event_storage
 from deputy.services.common import now
-from deputy.services.events import bus
+from deputy.services.events import storage as event_storage
+from deputy.services.events.bus import bus
 
 logger = logging.getLogger("deputy.api.events")
 

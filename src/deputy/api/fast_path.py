@@ -10,7 +10,7 @@ Anything unusual is left to the FastAPI route, which stays the reference: a cont
 than JSON, a body that does not parse or validate (the route writes the 422), a malformed id.
 Those are decided before any side effect, so the request is simply handed on with its body.
 Errors raised once the transaction has begun are answered by the app's own exception handlers,
-as the route's would be; they are never retried. ``tests/test_fast_path.py`` compares both
+as the route's would be; they are never retried. ``tests/api/test_fast_path.py`` compares both
 ways' answers.
 
 Route and router dependencies do not run here: a check every request must pass (such as
@@ -32,7 +32,7 @@ from starlette.requests import Request
 from deputy.api.deps import created_by_from
 from deputy.api.responses import JSONResponse, parse_json, refuse_deep_nesting
 from deputy.schemas.deployments import DeploymentFlowRunCreate
-from deputy.services import create_flow_run as runs
+from deputy.services.flow_runs import create as runs
 
 #: Off, every request goes through FastAPI (the tests compare both ways).
 ENABLED = True

@@ -24,9 +24,10 @@ from deputy.schemas.flow_runs import (
     FlowRunResponse,
     FlowRunUpdate,
 )
-from deputy.services import create_flow_run as run_creation
-from deputy.services import flow_run_input, flow_runs
 from deputy.services.common import page_limit
+from deputy.services.flow_runs import create as run_creation
+from deputy.services.flow_runs import inputs as flow_run_input
+from deputy.services.flow_runs import read as flow_runs
 
 router = FastRouter(prefix="/flow_runs", tags=["Flow Runs"])
 states_router = FastRouter(prefix="/flow_run_states", tags=["Flow Run States"])

@@ -10,7 +10,7 @@ from deputy.api.deps import ClientVersionDep, DatabaseDep, ForceBody, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import StateCreate
 from deputy.schemas.orchestration import OrchestrationResult
-from deputy.services import set_state
+from deputy.services.flow_runs import set_state
 
 router = FastRouter(prefix="/flow_runs", tags=["Flow Runs"])
 

@@ -21,8 +21,8 @@ from deputy.schemas.task_runs import (
     TaskRunUpdate,
     task_run_response_to_wire,
 )
-from deputy.services import task_runs
 from deputy.services.common import page_limit, pagination
+from deputy.services.task_runs import crud as task_runs
 
 router = FastRouter(prefix="/task_runs", tags=["Task Runs"])
 states_router = FastRouter(prefix="/task_run_states", tags=["Task Run States"])

@@ -38,9 +38,11 @@ from deputy.schemas.workers import (
     WorkQueueRunsBody,
     worker_to_wire,
 )
-from deputy.services import slot_status, work_pools, workers
 from deputy.services.common import page_limit
-from deputy.services.work_pools import DEFAULT_AGENT_POOL_NAME
+from deputy.services.work_pools import pools as work_pools
+from deputy.services.work_pools import slots as slot_status
+from deputy.services.work_pools import workers
+from deputy.services.work_pools.pools import DEFAULT_AGENT_POOL_NAME
 
 router = FastRouter(prefix="/work_pools", tags=["Work Pools"])
 work_queues_router = FastRouter(prefix="/work_queues", tags=["Work Queues"])

@@ -4,7 +4,7 @@ Start-up checks the database's revision against the newest one without loading A
 (importing it and running the history costs ~0.13 s and ~13 MiB that the process keeps).
 An empty database gets the newest schema straight from ``tables.py``, stamped at the head
 revision: Alembic's own recipe for new databases ("building an up to date database from
-scratch"); ``tests/test_migrations.py`` checks it builds exactly what the history builds.
+scratch"); ``tests/db/test_migrations.py`` checks it builds exactly what the history builds.
 Alembic is imported only when a database older than the head is to be upgraded.
 """
 

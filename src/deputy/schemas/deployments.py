@@ -140,7 +140,7 @@ class DeploymentCreate(_DeploymentFields):
         parameters = values.get("parameters", {})
         schema = values.get("parameter_openapi_schema")
         if isinstance(parameters, dict) and isinstance(schema, dict):
-            from deputy.services.parameter_schema import deployment_parameters_error
+            from deputy.parameters.schema import deployment_parameters_error
 
             message = deployment_parameters_error(parameters, schema)
             if message is not None:

@@ -148,7 +148,7 @@ def state_to_wire(state: Any) -> dict[str, Any]:
 
 def _moment(value: dt.datetime | str | None) -> dt.datetime | None:
     """A row's time as a datetime: rows read for the wire hold it as the answered text
-    (``...Z``, see :mod:`deputy.db.wire_rows`), decoded rows and new rows as a datetime."""
+    (``...Z``, see :mod:`deputy.db.wire.rows`), decoded rows and new rows as a datetime."""
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filter_sql import artifact_clause, artifact_where
+from deputy.db.filters.runs import artifact_clause, artifact_where
 from deputy.errors import NotFound
 from deputy.schemas.artifacts import VERSION_FIELDS, ArtifactCreate, ArtifactUpdate
 from deputy.schemas.filters import (
@@ -26,8 +26,8 @@ from deputy.schemas.filters import (
     ArtifactSort,
     TaskRunRelatedFilters,
 )
-from deputy.services import lifecycle_events
 from deputy.services.common import now
+from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

@@ -14,8 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from deputy.db.engine import Database
-from deputy.services import late_runs, leases, schedules, workers
+from deputy.services import schedules
 from deputy.services.common import now
+from deputy.services.concurrency import leases
+from deputy.services.flow_runs import late as late_runs
+from deputy.services.work_pools import workers
 from deputy.settings import Settings
 
 logger = logging.getLogger("deputy.services")

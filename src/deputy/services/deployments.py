@@ -9,23 +9,24 @@ from sqlalchemy import Select, delete, func, select, update
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filter_sql import deployment_where
+from deputy.db.filters.runs import deployment_where
 from deputy.errors import Conflict, NotFound, integrity_conflict
-from deputy.schemas.core import StateType
-from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
-from deputy.schemas.filters import DeploymentSort, RelatedFilters
-from deputy.services import schedules, work_pools
-from deputy.services.common import now
-from deputy.services.hydration import DEPLOYMENT_PREFIX
-from deputy.services.job_variables import (
+from deputy.parameters.hydration import DEPLOYMENT_PREFIX
+from deputy.parameters.job_variables import (
     check_deployment_update_job_variables,
     validate_job_variables_for_deployment,
 )
-from deputy.services.parameter_schema import (
+from deputy.parameters.schema import (
     ensure_schema_present,
     validate_deployment_update_parameters,
 )
+from deputy.schemas.core import StateType
+from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
+from deputy.schemas.filters import DeploymentSort, RelatedFilters
+from deputy.services import schedules
+from deputy.services.common import now
 from deputy.services.parameters import hydrate
+from deputy.services.work_pools import pools as work_pools
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

@@ -9,12 +9,12 @@ from sqlalchemy import delete, func, select, update
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filter_sql import flow_where
+from deputy.db.filters.runs import flow_where
 from deputy.errors import NotFound
 from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 from deputy.schemas.flows import FlowCreate, FlowUpdate
-from deputy.services import lifecycle_events
 from deputy.services.common import now
+from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

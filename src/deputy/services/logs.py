@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from deputy.db import tables as t
-from deputy.db.log_filter_sql import log_filter_clause, log_order
+from deputy.db.filters.logs import log_filter_clause, log_order
 from deputy.schemas.logs import LogCreate, LogFilter, LogSort
 from deputy.services.common import now, uuid7
-from deputy.services.text_search import parse
+from deputy.text_search import parse
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

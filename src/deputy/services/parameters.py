@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from deputy.db import tables as t
-from deputy.services.hydration import (
+from deputy.parameters.hydration import (
     FLOW_RUN_PREFIX,
     has_placeholders,
     hydrate_parameters,

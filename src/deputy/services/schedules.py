@@ -34,7 +34,7 @@ from deputy.schemas.schedules import (
     load_schedule,
 )
 from deputy.services.common import now, uuid7
-from deputy.services.create_flow_run import deployment_run_labels, new_run_row
+from deputy.services.flow_runs.create import deployment_run_labels, new_run_row
 from deputy.settings import Settings
 
 if TYPE_CHECKING:

@@ -16,12 +16,12 @@ from sqlalchemy.exc import IntegrityError
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filter_sql import variable_clause
+from deputy.db.filters.runs import variable_clause
 from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.schemas.filters import VariableFilter, VariableSort
 from deputy.schemas.variables import VariableCreate, VariableUpdate
-from deputy.services import lifecycle_events
 from deputy.services.common import now
+from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
