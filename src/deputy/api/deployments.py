@@ -37,7 +37,7 @@ from deputy.services.flow_runs import create as runs
 from deputy.services.work_pools import workers
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 router = FastRouter(prefix="/deployments", tags=["Deployments"])
 
@@ -46,7 +46,7 @@ MAX_BULK_RUNS = 100
 ScheduleIdPath = Annotated[uuid.UUID, Path(alias="schedule_id")]
 
 
-async def _to_wire(conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any]]:
+async def _to_wire(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
     """Deployments as answered, each with its schedules (one more statement for all)."""
     found = await schedules.read_schedules_for(conn, [row.id for row in rows])
     return [deployment_to_wire(row, found[row.id]) for row in rows]
@@ -300,7 +300,7 @@ async def delete_deployment_schedule(
     return Response(status_code=204)
 
 
-async def _require_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
+async def _require_deployment(conn: Connection, deployment_id: uuid.UUID) -> None:
     await deployments.read_deployment(conn, deployment_id, not_found=schedules.DEPLOYMENT_NOT_FOUND)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 
 def upsert_base(dialect: str, table: Table) -> Any:
@@ -26,10 +26,10 @@ def upsert_base(dialect: str, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def insert_on_conflict(conn: AsyncConnection, table: Table) -> Any:
+def insert_on_conflict(conn: Connection, table: Table) -> Any:
     """An INSERT that supports ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
     return upsert_base(conn.dialect.name, table)
 
 
-def is_postgres(conn: AsyncConnection) -> bool:
+def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"

@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -38,11 +38,12 @@ from sqlalchemy.exc import OperationalError
 
 from deputy.db import postgres_connection
 from deputy.db.checkpoint import SAFETY_NET_PAGES, Checkpointer
+from deputy.db.tables import use_postgresql_options
 from deputy.db.types import read_json
 from deputy.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection as ServiceConnection
 
 T = TypeVar("T")
 
@@ -68,7 +69,7 @@ def _json_deserializer(value: Any) -> Any:
 
 
 class SqliteConnection:
-    """A synchronous SQLAlchemy connection offered with the AsyncConnection calls services use.
+    """A synchronous SQLAlchemy connection with the calls services use (``Connection``).
 
     ``execute`` runs the statement immediately on the calling (event loop) thread.
     """
@@ -188,8 +189,6 @@ class Database:
             )
             _configure_sqlite(self.sync_engine)
         else:
-            from deputy.db.tables import use_postgresql_options
-
             use_postgresql_options()
             # The asyncpg dialect pools asyncio connections; postgres_connection.py drives it.
             self.sync_engine = create_engine(
@@ -205,25 +204,25 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[ServiceConnection]:
         """A read-only transaction (a consistent snapshot in WAL mode)."""
         if self.is_postgres:
             async with postgres_connection.transaction(self.sync_engine) as conn:
-                yield cast("AsyncConnection", conn)
+                yield conn
             return
         with self.sync_engine.connect() as sync_conn:
             sync_conn.begin()
             try:
-                yield cast("AsyncConnection", SqliteConnection(sync_conn))
+                yield SqliteConnection(sync_conn)
             finally:
                 sync_conn.rollback()  # nothing to keep; ends the snapshot
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[ServiceConnection]:
         """A write transaction, committed when the block ends without error."""
         if self.is_postgres:
             async with postgres_connection.transaction(self.sync_engine) as conn:
-                yield cast("AsyncConnection", conn)
+                yield conn
             return
         self._queued_writers += 1
         try:
@@ -241,7 +240,7 @@ class Database:
             # its own work; the first writer of a group has the transaction to itself.
             savepoint = _Savepoint(group.connection) if joined else None
             try:
-                yield cast("AsyncConnection", SqliteConnection(group.connection))
+                yield SqliteConnection(group.connection)
             except BaseException:
                 if savepoint is None or not savepoint.rollback():
                     self._open_group = None

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 
 class PostgresConnection:
-    """A connection in a transaction, with the ``AsyncConnection`` calls services use."""
+    """A connection in a transaction, with the calls services use (``db.connection.Connection``)."""
 
     def __init__(self, connection: Connection) -> None:
         self.sync_connection = connection

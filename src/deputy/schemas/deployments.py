@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deputy.parameters.schema import deployment_parameters_error
 from deputy.schemas.core import (
     CreatedBy,
     FlowRunPolicy,
@@ -140,8 +141,6 @@ class DeploymentCreate(_DeploymentFields):
         parameters = values.get("parameters", {})
         schema = values.get("parameter_openapi_schema")
         if isinstance(parameters, dict) and isinstance(schema, dict):
-            from deputy.parameters.schema import deployment_parameters_error
-
             message = deployment_parameters_error(parameters, schema)
             if message is not None:
                 raise ValueError(message)

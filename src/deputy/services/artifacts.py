@@ -30,7 +30,7 @@ from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 ARTIFACT_NOT_FOUND = "Artifact not found."
 
@@ -38,7 +38,7 @@ _a = t.artifact.c
 _latest = t.artifact_collection.c
 
 
-async def create_artifact(conn: AsyncConnection, body: ArtifactCreate) -> Any:
+async def create_artifact(conn: Connection, body: ArtifactCreate) -> Any:
     """Insert the version; with a key, it becomes the key's newest."""
     timestamp = now()
     values = {
@@ -53,7 +53,7 @@ async def create_artifact(conn: AsyncConnection, body: ArtifactCreate) -> Any:
     return SimpleNamespace(**values)
 
 
-async def _make_latest(conn: AsyncConnection, version: dict[str, Any]) -> None:
+async def _make_latest(conn: Connection, version: dict[str, Any]) -> None:
     """Point the key's row at ``version`` (created with the key's first version)."""
     copied = {name: version[name] for name in VERSION_FIELDS}
     statement = insert_on_conflict(conn, t.artifact_collection).values(
@@ -75,14 +75,14 @@ async def _make_latest(conn: AsyncConnection, version: dict[str, Any]) -> None:
     )
 
 
-async def read_artifact(conn: AsyncConnection, artifact_id: uuid.UUID) -> Any:
+async def read_artifact(conn: Connection, artifact_id: uuid.UUID) -> Any:
     row = (await conn.execute(select(t.artifact).where(_a.id == artifact_id))).first()
     if row is None:
         raise NotFound(ARTIFACT_NOT_FOUND)
     return row
 
 
-async def read_latest_artifact(conn: AsyncConnection, key: str) -> Any:
+async def read_latest_artifact(conn: Connection, key: str) -> Any:
     """The key's ``artifact_collection`` row (Prefect answers its id, not the version's)."""
     row = (await conn.execute(select(t.artifact_collection).where(_latest.key == key))).first()
     if row is None:
@@ -91,7 +91,7 @@ async def read_latest_artifact(conn: AsyncConnection, key: str) -> Any:
 
 
 async def filter_artifacts(
-    conn: AsyncConnection,
+    conn: Connection,
     table: Table,
     own: ArtifactFilter | ArtifactCollectionFilter | None,
     related: TaskRunRelatedFilters,
@@ -113,7 +113,7 @@ async def filter_artifacts(
 
 
 async def count_artifacts(
-    conn: AsyncConnection,
+    conn: Connection,
     table: Table,
     own: ArtifactFilter | ArtifactCollectionFilter | None,
     related: TaskRunRelatedFilters,
@@ -122,9 +122,7 @@ async def count_artifacts(
     return int((await conn.execute(query)).scalar_one())
 
 
-async def update_artifact(
-    conn: AsyncConnection, artifact_id: uuid.UUID, body: ArtifactUpdate
-) -> None:
+async def update_artifact(conn: Connection, artifact_id: uuid.UUID, body: ArtifactUpdate) -> None:
     """Write the keys sent (``updated`` moves even for ``{}``), to the version and, when it
     is its key's newest, to the key's row."""
     values = {**body.model_dump(exclude_unset=True), "updated": now()}
@@ -136,7 +134,7 @@ async def update_artifact(
     )
 
 
-async def delete_artifact(conn: AsyncConnection, artifact_id: uuid.UUID) -> None:
+async def delete_artifact(conn: Connection, artifact_id: uuid.UUID) -> None:
     """Delete the version; when it was its key's newest, the next newest takes its place in
     the key's row, or the row goes with the key's last version."""
     version = await read_artifact(conn, artifact_id)
@@ -151,7 +149,7 @@ async def delete_artifact(conn: AsyncConnection, artifact_id: uuid.UUID) -> None
     await conn.execute(delete(t.artifact).where(_a.id == artifact_id))
 
 
-async def _replace_latest(conn: AsyncConnection, latest: Any, leaving: uuid.UUID) -> None:
+async def _replace_latest(conn: Connection, latest: Any, leaving: uuid.UUID) -> None:
     key = latest.key
     newest_other = (
         await conn.execute(

@@ -29,7 +29,7 @@ from deputy.services.parameters import hydrate
 from deputy.services.work_pools import pools as work_pools
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found"
 AWAITING_CONCURRENCY_SLOT = "AwaitingConcurrencySlot"
@@ -69,7 +69,7 @@ def deployment_query() -> Select[Any]:
 
 
 async def read_deployment(
-    conn: AsyncConnection, deployment_id: uuid.UUID, *, not_found: str = DEPLOYMENT_NOT_FOUND
+    conn: Connection, deployment_id: uuid.UUID, *, not_found: str = DEPLOYMENT_NOT_FOUND
 ) -> Any:
     row = (await conn.execute(deployment_query().where(t.deployment.c.id == deployment_id))).first()
     if row is None:
@@ -77,7 +77,7 @@ async def read_deployment(
     return row
 
 
-async def read_deployment_by_name(conn: AsyncConnection, flow_name: str, name: str) -> Any:
+async def read_deployment_by_name(conn: Connection, flow_name: str, name: str) -> Any:
     query = (
         deployment_query()
         .join(t.flow, t.flow.c.id == t.deployment.c.flow_id)
@@ -90,7 +90,7 @@ async def read_deployment_by_name(conn: AsyncConnection, flow_name: str, name: s
 
 
 async def _resolve_work_queue(
-    conn: AsyncConnection, pool_name: str | None, queue_name: str | None
+    conn: Connection, pool_name: str | None, queue_name: str | None
 ) -> Any | None:
     """The queue a deployment runs on, created when named but missing (as Prefect does)."""
     if pool_name:
@@ -109,7 +109,7 @@ async def _resolve_work_queue(
 
 
 async def _validate_job_variables(
-    conn: AsyncConnection, pool_name: str | None, job_variables: dict[str, Any] | None
+    conn: Connection, pool_name: str | None, job_variables: dict[str, Any] | None
 ) -> None:
     """New deployments' job variables are type-checked against the pool's template."""
     if not pool_name or pool_name == DEFAULT_AGENT_POOL or not job_variables:
@@ -118,14 +118,14 @@ async def _validate_job_variables(
     validate_job_variables_for_deployment(pool.base_job_template, job_variables)
 
 
-async def _read_flow_labels(conn: AsyncConnection, flow_id: uuid.UUID) -> dict[str, Any]:
+async def _read_flow_labels(conn: Connection, flow_id: uuid.UUID) -> dict[str, Any]:
     row = (await conn.execute(select(t.flow.c.labels).where(t.flow.c.id == flow_id))).first()
     if row is None:
         raise integrity_conflict()  # Prefect answers an unknown flow_id with the FK conflict
     return dict(row.labels or {})
 
 
-async def _check_block(conn: AsyncConnection, block_id: uuid.UUID | None, kind: str) -> None:
+async def _check_block(conn: Connection, block_id: uuid.UUID | None, kind: str) -> None:
     if block_id is None:
         return
     found = (
@@ -139,7 +139,7 @@ async def _check_block(conn: AsyncConnection, block_id: uuid.UUID | None, kind: 
         )
 
 
-async def _check_global_limit(conn: AsyncConnection, limit_id: uuid.UUID | None) -> None:
+async def _check_global_limit(conn: Connection, limit_id: uuid.UUID | None) -> None:
     if limit_id is None:
         return
     found = (await conn.execute(select(_limit.id).where(_limit.id == limit_id))).first()
@@ -148,7 +148,7 @@ async def _check_global_limit(conn: AsyncConnection, limit_id: uuid.UUID | None)
 
 
 async def _set_concurrency_limit(
-    conn: AsyncConnection, deployment_id: uuid.UUID, limit: int | None
+    conn: Connection, deployment_id: uuid.UUID, limit: int | None
 ) -> None:
     """A deployment's limit lives in a ``concurrency_limit_v2`` row named ``deployment:<id>``."""
     name = f"deployment:{deployment_id}"
@@ -187,7 +187,7 @@ async def _set_concurrency_limit(
 
 
 async def create_deployment(
-    conn: AsyncConnection,
+    conn: Connection,
     body: DeploymentCreate,
     created_by: dict[str, Any] | None,
     horizon: schedules.Horizon,
@@ -261,7 +261,7 @@ async def create_deployment(
 
 
 async def update_deployment(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     body: DeploymentUpdate,
     horizon: schedules.Horizon,
@@ -337,7 +337,7 @@ async def update_deployment(
     await schedules.replan(conn, deployment_id, horizon)
 
 
-async def delete_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> None:
+async def delete_deployment(conn: Connection, deployment_id: uuid.UUID) -> None:
     """Delete the deployment, its concurrency limit and its runs that are still waiting to
     start (Scheduled, never run, not waiting for a concurrency slot), as Prefect does; its
     other runs stay."""
@@ -364,7 +364,7 @@ async def delete_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> 
 
 
 async def filter_deployments(
-    conn: AsyncConnection,
+    conn: Connection,
     filters: RelatedFilters,
     *,
     sort: DeploymentSort,
@@ -381,13 +381,13 @@ async def filter_deployments(
     return list((await conn.execute(query)).all())
 
 
-async def count_deployments(conn: AsyncConnection, filters: RelatedFilters) -> int:
+async def count_deployments(conn: Connection, filters: RelatedFilters) -> int:
     query = select(func.count()).select_from(t.deployment).where(*deployment_where(filters))
     return int((await conn.execute(query)).scalar_one())
 
 
 async def set_paused(
-    conn: AsyncConnection, deployment_id: uuid.UUID, paused: bool, horizon: schedules.Horizon
+    conn: Connection, deployment_id: uuid.UUID, paused: bool, horizon: schedules.Horizon
 ) -> None:
     """Pausing deletes the auto-scheduled runs still waiting (late ones too, as Prefect);
     resuming plans them again from now, so no burst of Late runs follows."""

@@ -17,7 +17,7 @@ from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 FLOW_NOT_FOUND = "Flow not found"
 
@@ -29,7 +29,7 @@ _SORTS = {
 }
 
 
-async def create_flow(conn: AsyncConnection, body: FlowCreate) -> tuple[Any, bool]:
+async def create_flow(conn: Connection, body: FlowCreate) -> tuple[Any, bool]:
     """The flow with this name, created when missing; ``True`` when created now."""
     timestamp = now()
     insert = (
@@ -53,21 +53,21 @@ async def create_flow(conn: AsyncConnection, body: FlowCreate) -> tuple[Any, boo
     return existing, False
 
 
-async def read_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> Any:
+async def read_flow(conn: Connection, flow_id: uuid.UUID) -> Any:
     row = (await conn.execute(select(t.flow).where(t.flow.c.id == flow_id))).first()
     if row is None:
         raise NotFound(FLOW_NOT_FOUND)
     return row
 
 
-async def read_flow_by_name(conn: AsyncConnection, name: str) -> Any:
+async def read_flow_by_name(conn: Connection, name: str) -> Any:
     row = (await conn.execute(select(t.flow).where(t.flow.c.name == name))).first()
     if row is None:
         raise NotFound(FLOW_NOT_FOUND)
     return row
 
 
-async def update_flow(conn: AsyncConnection, flow_id: uuid.UUID, body: FlowUpdate) -> None:
+async def update_flow(conn: Connection, flow_id: uuid.UUID, body: FlowUpdate) -> None:
     values = body.model_dump(exclude_unset=True)
     statement = update(t.flow).where(t.flow.c.id == flow_id).values(**values, updated=now())
     row = (await conn.execute(statement.returning(*t.flow.c))).first()
@@ -76,7 +76,7 @@ async def update_flow(conn: AsyncConnection, flow_id: uuid.UUID, body: FlowUpdat
     lifecycle_events.flow_changed("updated", row)
 
 
-async def delete_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
+async def delete_flow(conn: Connection, flow_id: uuid.UUID) -> None:
     """Delete the flow; its deployments and runs go with it (foreign keys cascade)."""
     statement = delete(t.flow).where(t.flow.c.id == flow_id).returning(*t.flow.c)
     row = (await conn.execute(statement)).first()
@@ -86,7 +86,7 @@ async def delete_flow(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
 
 
 async def filter_flows(
-    conn: AsyncConnection,
+    conn: Connection,
     filters: FlowRelatedFilters,
     *,
     sort: FlowSort,
@@ -103,6 +103,6 @@ async def filter_flows(
     return list((await conn.execute(query)).all())
 
 
-async def count_flows(conn: AsyncConnection, filters: FlowRelatedFilters) -> int:
+async def count_flows(conn: Connection, filters: FlowRelatedFilters) -> int:
     query = select(func.count()).select_from(t.flow).where(*flow_where(filters))
     return int((await conn.execute(query)).scalar_one())

@@ -24,7 +24,7 @@ from deputy.services.common import now, uuid7
 from deputy.text_search import parse
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 logger = logging.getLogger("deputy.services.logs")
 
@@ -45,7 +45,7 @@ _LOG_COLUMNS = (
 SUBSCRIPTION_BACKLOG = 256
 
 
-async def create_logs(conn: AsyncConnection, logs: Sequence[LogCreate]) -> list[dict[str, Any]]:
+async def create_logs(conn: Connection, logs: Sequence[LogCreate]) -> list[dict[str, Any]]:
     """Store a batch of logs; returns them as answered (and as streamed)."""
     if not logs:
         return []
@@ -70,7 +70,7 @@ async def create_logs(conn: AsyncConnection, logs: Sequence[LogCreate]) -> list[
 
 
 async def read_logs(
-    conn: AsyncConnection,
+    conn: Connection,
     flt: LogFilter | None,
     *,
     sort: LogSort,

@@ -16,11 +16,11 @@ from deputy.parameters.hydration import (
 from deputy.services.variables import read_variable_values
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 
 async def hydrate(
-    conn: AsyncConnection, values: dict[str, Any], *, prefix: str = FLOW_RUN_PREFIX
+    conn: Connection, values: dict[str, Any], *, prefix: str = FLOW_RUN_PREFIX
 ) -> Any:
     """``values`` with every ``__prefect_kind`` placeholder resolved; no query without any."""
     if not has_placeholders(values):

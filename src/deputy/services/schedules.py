@@ -38,7 +38,7 @@ from deputy.services.flow_runs.create import deployment_run_labels, new_run_row
 from deputy.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found."
 SCHEDULE_NOT_FOUND = "Schedule not found."
@@ -140,7 +140,7 @@ def _schedule_values(body: DeploymentScheduleCreate, deployment_id: uuid.UUID) -
     }
 
 
-async def read_schedules(conn: AsyncConnection, deployment_id: uuid.UUID) -> list[Any]:
+async def read_schedules(conn: Connection, deployment_id: uuid.UUID) -> list[Any]:
     """A deployment's schedules, most recently updated first (Prefect's order)."""
     query = (
         select(t.deployment_schedule)
@@ -151,7 +151,7 @@ async def read_schedules(conn: AsyncConnection, deployment_id: uuid.UUID) -> lis
 
 
 async def read_schedules_for(
-    conn: AsyncConnection, deployment_ids: Iterable[uuid.UUID]
+    conn: Connection, deployment_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, list[Any]]:
     """Schedules of several deployments in one statement (for deployment lists)."""
     ids = list(deployment_ids)
@@ -169,7 +169,7 @@ async def read_schedules_for(
 
 
 async def add_schedules(
-    conn: AsyncConnection, deployment_id: uuid.UUID, bodies: Sequence[DeploymentScheduleCreate]
+    conn: Connection, deployment_id: uuid.UUID, bodies: Sequence[DeploymentScheduleCreate]
 ) -> list[dict[str, Any]]:
     """Insert new schedules; a slug already used on the deployment is a 409."""
     rows = [_schedule_values(body, deployment_id) for body in bodies]
@@ -190,7 +190,7 @@ async def add_schedules(
 
 
 async def replace_schedules(
-    conn: AsyncConnection, deployment_id: uuid.UUID, bodies: Sequence[DeploymentScheduleCreate]
+    conn: Connection, deployment_id: uuid.UUID, bodies: Sequence[DeploymentScheduleCreate]
 ) -> None:
     await conn.execute(
         delete(t.deployment_schedule).where(_schedule.deployment_id == deployment_id)
@@ -199,7 +199,7 @@ async def replace_schedules(
 
 
 async def update_schedule(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     body: DeploymentScheduleUpdate,
     *,
@@ -235,7 +235,7 @@ async def update_schedule(
 
 
 async def delete_schedule(
-    conn: AsyncConnection, deployment_id: uuid.UUID, schedule_id: uuid.UUID
+    conn: Connection, deployment_id: uuid.UUID, schedule_id: uuid.UUID
 ) -> bool:
     result = await conn.execute(
         delete(t.deployment_schedule).where(
@@ -263,7 +263,7 @@ def _as_create(body: DeploymentScheduleUpdate) -> DeploymentScheduleCreate:
 
 
 async def apply_deployment_schedules(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     bodies: Sequence[DeploymentScheduleUpdate] | None,
 ) -> None:
@@ -337,7 +337,7 @@ _LOCK_COLUMNS = (
 
 
 async def lock_deployment(
-    conn: AsyncConnection, deployment_id: uuid.UUID, *, skip_locked: bool = False
+    conn: Connection, deployment_id: uuid.UUID, *, skip_locked: bool = False
 ) -> Any:
     """The deployment's scheduling fields, its row locked for this transaction (on SQLite the
     write transaction already excludes every other writer). None if absent or, with
@@ -362,7 +362,7 @@ def _not_started(moment: dt.datetime | None) -> list[Any]:
 
 
 async def delete_auto_scheduled_runs(
-    conn: AsyncConnection, deployment_id: uuid.UUID, *, after: dt.datetime | None = None
+    conn: Connection, deployment_id: uuid.UUID, *, after: dt.datetime | None = None
 ) -> int:
     """Delete the deployment's auto-scheduled runs still waiting to start (only those due
     after ``after`` when given)."""
@@ -444,7 +444,7 @@ def _slot(deployment: Any, schedule: Any, kind: str, moment: dt.datetime) -> _Sl
     return _Slot(run, state)
 
 
-async def _insert_slots(conn: AsyncConnection, slots: Sequence[_Slot]) -> int:
+async def _insert_slots(conn: Connection, slots: Sequence[_Slot]) -> int:
     """Insert the runs whose slot is free and their first states; returns how many."""
     if not slots:
         return 0
@@ -457,7 +457,7 @@ async def _insert_slots(conn: AsyncConnection, slots: Sequence[_Slot]) -> int:
 
 
 async def _fill(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment: Any,
     schedules: Sequence[Any],
     horizon: Horizon,
@@ -503,7 +503,7 @@ async def _fill(
 
 
 async def replan(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     horizon: Horizon,
     *,
@@ -532,7 +532,7 @@ async def replan(
 
 
 async def schedule_window(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     horizon: Horizon,
     *,
@@ -581,7 +581,7 @@ async def run_scheduler(database: Database, horizon: Horizon, *, batch: int) -> 
     return inserted
 
 
-async def _top_up(conn: AsyncConnection, deployment_id: uuid.UUID, horizon: Horizon) -> int:
+async def _top_up(conn: Connection, deployment_id: uuid.UUID, horizon: Horizon) -> int:
     deployment = await lock_deployment(conn, deployment_id, skip_locked=True)
     if deployment is None or deployment.paused:
         return 0

@@ -24,7 +24,7 @@ from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 VARIABLE_NOT_FOUND = "Variable not found."
 
@@ -47,7 +47,7 @@ def duplicate_name(name: str) -> Conflict:
     return Conflict(f"A variable with the name {name!r} already exists.")
 
 
-async def create_variable(conn: AsyncConnection, body: VariableCreate) -> Any:
+async def create_variable(conn: Connection, body: VariableCreate) -> Any:
     """Insert the variable; a taken name is a 409 decided by the unique constraint.
 
     The answer echoes the values as sent, not as stored, as Prefect's does (on SQLite a
@@ -75,34 +75,32 @@ async def create_variable(conn: AsyncConnection, body: VariableCreate) -> Any:
     return created
 
 
-async def read_variable(conn: AsyncConnection, variable_id: uuid.UUID) -> Any:
+async def read_variable(conn: Connection, variable_id: uuid.UUID) -> Any:
     return await _read_one(conn, _c.id == variable_id)
 
 
-async def read_variable_by_name(conn: AsyncConnection, name: str) -> Any:
+async def read_variable_by_name(conn: Connection, name: str) -> Any:
     return await _read_one(conn, _c.name == name)
 
 
-async def update_variable(
-    conn: AsyncConnection, variable_id: uuid.UUID, body: VariableUpdate
-) -> None:
+async def update_variable(conn: Connection, variable_id: uuid.UUID, body: VariableUpdate) -> None:
     await _update(conn, _c.id == variable_id, body)
 
 
-async def update_variable_by_name(conn: AsyncConnection, name: str, body: VariableUpdate) -> None:
+async def update_variable_by_name(conn: Connection, name: str, body: VariableUpdate) -> None:
     await _update(conn, _c.name == name, body)
 
 
-async def delete_variable(conn: AsyncConnection, variable_id: uuid.UUID) -> None:
+async def delete_variable(conn: Connection, variable_id: uuid.UUID) -> None:
     await _delete(conn, _c.id == variable_id)
 
 
-async def delete_variable_by_name(conn: AsyncConnection, name: str) -> None:
+async def delete_variable_by_name(conn: Connection, name: str) -> None:
     await _delete(conn, _c.name == name)
 
 
 async def filter_variables(
-    conn: AsyncConnection,
+    conn: Connection,
     flt: VariableFilter | None,
     *,
     sort: VariableSort,
@@ -116,14 +114,14 @@ async def filter_variables(
     return list((await conn.execute(query)).all())
 
 
-async def count_variables(conn: AsyncConnection, flt: VariableFilter | None) -> int:
+async def count_variables(conn: Connection, flt: VariableFilter | None) -> int:
     query = select(func.count()).select_from(t.variable)
     if flt is not None:
         query = query.where(variable_clause(flt))
     return int((await conn.execute(query)).scalar_one())
 
 
-async def read_variable_values(conn: AsyncConnection, names: Collection[str]) -> dict[str, Any]:
+async def read_variable_values(conn: Connection, names: Collection[str]) -> dict[str, Any]:
     """``{name: value}`` for those of ``names`` that exist, in one query.
 
     Parameter hydration resolves ``workspace_variable`` placeholders with this, so it reads
@@ -138,14 +136,14 @@ async def read_variable_values(conn: AsyncConnection, names: Collection[str]) ->
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def _read_one(conn: AsyncConnection, where: ColumnElement[bool]) -> Any:
+async def _read_one(conn: Connection, where: ColumnElement[bool]) -> Any:
     row = (await conn.execute(select(t.variable).where(where))).first()
     if row is None:
         raise NotFound(VARIABLE_NOT_FOUND)
     return row
 
 
-async def _update(conn: AsyncConnection, where: ColumnElement[bool], body: VariableUpdate) -> None:
+async def _update(conn: Connection, where: ColumnElement[bool], body: VariableUpdate) -> None:
     """Write the keys the client sent (``updated`` always moves, even for ``{}``).
 
     A missing variable is a 404 before anything else, as in Prefect; a name or tags set to
@@ -165,7 +163,7 @@ async def _update(conn: AsyncConnection, where: ColumnElement[bool], body: Varia
     lifecycle_events.variable_changed("updated", row)
 
 
-async def _delete(conn: AsyncConnection, where: ColumnElement[bool]) -> None:
+async def _delete(conn: Connection, where: ColumnElement[bool]) -> None:
     row = (await conn.execute(delete(t.variable).where(where).returning(*t.variable.c))).first()
     if row is None:
         raise NotFound(VARIABLE_NOT_FOUND)

@@ -54,7 +54,7 @@ from sqlalchemy.types import NullType, TypeEngine
 from deputy.db.types import JsonDocument, Timestamp, read_json
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 #: Off, rows are decoded by SQLAlchemy as everywhere else: the reference the wire rows are
 #: tested against, and a way to rule them out when something looks wrong.
@@ -217,11 +217,12 @@ class WireSelect:
         return converters
 
     async def rows(
-        self, conn: AsyncConnection, parameters: Mapping[str, Any] | None = None
+        self, conn: Connection, parameters: Mapping[str, Any] | None = None
     ) -> list[Mapping[str, Any]]:
         """The rows as mappings of wire values (decoded values when :data:`ENABLED` is off)."""
         if not ENABLED:
-            return [row._mapping for row in await conn.execute(self.decoded, parameters)]
+            result = await conn.execute(self.decoded, parameters)
+            return [dict(row._mapping) for row in result]
         keys = self._keys
         converters = self._converters_for(conn.dialect.name)
         rows: list[Mapping[str, Any]] = []

@@ -22,7 +22,7 @@ from deputy.services.common import now
 from deputy.services.concurrency import limits as concurrency_limits
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 _lease = t.concurrency_lease.c
 _limit = t.concurrency_limit_v2.c
@@ -33,7 +33,7 @@ class LeaseGone(DetailError):
 
 
 async def renew_lease(
-    conn: AsyncConnection, lease_id: uuid.UUID, duration_seconds: float, now: dt.datetime
+    conn: Connection, lease_id: uuid.UUID, duration_seconds: float, now: dt.datetime
 ) -> None:
     """Push the lease's expiry ``duration_seconds`` past now; 410 if it expired or is gone."""
     result = await conn.execute(
@@ -45,7 +45,7 @@ async def renew_lease(
         raise LeaseGone("Lease not found - it may have expired or been revoked")
 
 
-async def reclaim_expired_leases(conn: AsyncConnection, now: dt.datetime, batch: int) -> int:
+async def reclaim_expired_leases(conn: Connection, now: dt.datetime, batch: int) -> int:
     """Delete up to ``batch`` expired leases and give their slots back (never below zero)."""
     expired = (
         t.concurrency_lease.select()
@@ -79,7 +79,7 @@ V1_LEASE_SECONDS = 100 * 365 * 86400.0
 
 
 async def create_lease(
-    conn: AsyncConnection,
+    conn: Connection,
     holdings: list[tuple[uuid.UUID, int]],
     duration_seconds: float,
     holder: dict[str, Any] | None,
@@ -106,7 +106,7 @@ async def create_lease(
 
 
 async def acquire_with_lease(
-    conn: AsyncConnection,
+    conn: Connection,
     names: list[str],
     slots: int,
     mode: concurrency_limits.Mode,
@@ -129,7 +129,7 @@ async def acquire_with_lease(
 
 
 async def release_lease(
-    conn: AsyncConnection, lease_id: uuid.UUID, *, record_occupancy: bool = True
+    conn: Connection, lease_id: uuid.UUID, *, record_occupancy: bool = True
 ) -> bool:
     """Delete the lease and give its slots back, with how long they were held as the
     occupancy; False when there was no such lease (already released or reclaimed)."""
@@ -155,7 +155,7 @@ async def release_lease(
 
 
 async def task_run_holders(
-    conn: AsyncConnection, limit_ids: list[uuid.UUID], at: dt.datetime
+    conn: Connection, limit_ids: list[uuid.UUID], at: dt.datetime
 ) -> dict[uuid.UUID, list[str]]:
     """For each limit, the task runs holding a live lease on it, oldest first."""
     holders: dict[uuid.UUID, list[str]] = {limit_id: [] for limit_id in limit_ids}
@@ -173,7 +173,7 @@ async def task_run_holders(
 
 
 async def leases_held_by(
-    conn: AsyncConnection, limit_ids: list[uuid.UUID], holder_id: uuid.UUID
+    conn: Connection, limit_ids: list[uuid.UUID], holder_id: uuid.UUID
 ) -> list[uuid.UUID]:
     """The leases on any of these limits whose holder has this id."""
     rows = await conn.execute(

@@ -39,7 +39,7 @@ from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 _limit = t.concurrency_limit_v2.c
 
@@ -75,24 +75,24 @@ class _NoRoom(Exception):
 # --- decay, as SQL ------------------------------------------------------------------------
 
 
-def _is_sqlite(conn: AsyncConnection) -> bool:
+def _is_sqlite(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
-def _greatest(conn: AsyncConnection, *values: Any) -> ColumnElement[Any]:
+def _greatest(conn: Connection, *values: Any) -> ColumnElement[Any]:
     return func.max(*values) if _is_sqlite(conn) else func.greatest(*values)
 
 
-def _least(conn: AsyncConnection, *values: Any) -> ColumnElement[Any]:
+def _least(conn: Connection, *values: Any) -> ColumnElement[Any]:
     return func.min(*values) if _is_sqlite(conn) else func.least(*values)
 
 
-def _floor(conn: AsyncConnection, value: ColumnElement[Any]) -> ColumnElement[Any]:
+def _floor(conn: Connection, value: ColumnElement[Any]) -> ColumnElement[Any]:
     """Floor of a value that is never negative (SQLite's CAST truncates, which is the same)."""
     return cast(value, Integer) if _is_sqlite(conn) else func.floor(value)
 
 
-def _seconds_since_updated(conn: AsyncConnection, at: dt.datetime) -> ColumnElement[Any]:
+def _seconds_since_updated(conn: Connection, at: dt.datetime) -> ColumnElement[Any]:
     moment = literal(at, Timestamp())
     if _is_sqlite(conn):
         elapsed = (func.julianday(moment) - func.julianday(_limit.updated)) * 86400.0
@@ -101,14 +101,14 @@ def _seconds_since_updated(conn: AsyncConnection, at: dt.datetime) -> ColumnElem
     return _greatest(conn, elapsed, 0.0)
 
 
-def active_after_decay(conn: AsyncConnection, at: dt.datetime) -> ColumnElement[Any]:
+def active_after_decay(conn: Connection, at: dt.datetime) -> ColumnElement[Any]:
     decayed = _limit.active_slots - _floor(
         conn, _limit.slot_decay_per_second * _seconds_since_updated(conn, at)
     )
     return _greatest(conn, decayed, 0)
 
 
-def denied_after_decay(conn: AsyncConnection, at: dt.datetime) -> ColumnElement[Any]:
+def denied_after_decay(conn: Connection, at: dt.datetime) -> ColumnElement[Any]:
     """Denied slots fade at the decay rate, or for a concurrency limit at one per average
     occupancy (capped like the wait a client is told)."""
     longest_wait = case(
@@ -126,7 +126,7 @@ def denied_after_decay(conn: AsyncConnection, at: dt.datetime) -> ColumnElement[
     return _greatest(conn, decayed, 0)
 
 
-def touched(conn: AsyncConnection, at: dt.datetime) -> dict[str, Any]:
+def touched(conn: Connection, at: dt.datetime) -> dict[str, Any]:
     """Values that move ``updated`` to ``at`` without losing the decay up to then."""
     return {
         "active_slots": active_after_decay(conn, at),
@@ -148,7 +148,7 @@ def _where(id_or_name: uuid.UUID | str) -> ColumnElement[bool]:
     return _limit.id == id_or_name
 
 
-def _with_decay(conn: AsyncConnection, at: dt.datetime) -> Any:
+def _with_decay(conn: Connection, at: dt.datetime) -> Any:
     """Limit rows as answered: ``active_slots`` after decay."""
     return select(
         _limit.id,
@@ -162,20 +162,20 @@ def _with_decay(conn: AsyncConnection, at: dt.datetime) -> Any:
     )
 
 
-async def read_limit(conn: AsyncConnection, id_or_name: uuid.UUID | str) -> Any:
+async def read_limit(conn: Connection, id_or_name: uuid.UUID | str) -> Any:
     row = (await conn.execute(_with_decay(conn, now()).where(_where(id_or_name)))).first()
     if row is None:
         raise NotFound(LIMIT_NOT_FOUND)
     return row
 
 
-async def read_limits(conn: AsyncConnection, *, offset: int, limit: int) -> list[Any]:
+async def read_limits(conn: Connection, *, offset: int, limit: int) -> list[Any]:
     query = _with_decay(conn, now()).order_by(_limit.name).offset(offset).limit(limit)
     return list((await conn.execute(query)).all())
 
 
 async def read_limits_by_name(
-    conn: AsyncConnection, names: list[str], at: dt.datetime, *, lock: bool = False
+    conn: Connection, names: list[str], at: dt.datetime, *, lock: bool = False
 ) -> list[Any]:
     """The limits with these names (in id order, locked on PostgreSQL when ``lock``), with
     their active slots after decay as ``decayed_active``."""
@@ -192,7 +192,7 @@ async def read_limits_by_name(
 # --- create, update, delete ---------------------------------------------------------------
 
 
-async def create_limit(conn: AsyncConnection, body: ConcurrencyLimitV2Create) -> Any:
+async def create_limit(conn: Connection, body: ConcurrencyLimitV2Create) -> Any:
     """Insert the limit; a name already taken is the integrity conflict (409)."""
     timestamp = now()
     insert = (
@@ -212,7 +212,7 @@ async def create_limit(conn: AsyncConnection, body: ConcurrencyLimitV2Create) ->
 
 
 async def update_limit(
-    conn: AsyncConnection, id_or_name: uuid.UUID | str, body: ConcurrencyLimitV2Update
+    conn: Connection, id_or_name: uuid.UUID | str, body: ConcurrencyLimitV2Update
 ) -> None:
     """Change the keys sent (an explicit null on a required column is a 409, as in Prefect)."""
     timestamp = now()
@@ -226,7 +226,7 @@ async def update_limit(
 
 
 async def delete_limit(
-    conn: AsyncConnection, id_or_name: uuid.UUID | str, *, not_found: str = LIMIT_NOT_FOUND
+    conn: Connection, id_or_name: uuid.UUID | str, *, not_found: str = LIMIT_NOT_FOUND
 ) -> None:
     """Delete the limit; its leases go with it (a deployment using it is left without)."""
     statement = delete(t.concurrency_limit_v2).where(_where(id_or_name))
@@ -240,7 +240,7 @@ async def delete_limit(
 
 
 async def increment(
-    conn: AsyncConnection, limit_ids: list[uuid.UUID], slots: int, at: dt.datetime
+    conn: Connection, limit_ids: list[uuid.UUID], slots: int, at: dt.datetime
 ) -> bool:
     """Take ``slots`` on every one of these (active) limits, or on none; True when taken."""
     if not limit_ids:
@@ -263,7 +263,7 @@ async def increment(
 
 
 async def give_back(
-    conn: AsyncConnection,
+    conn: Connection,
     limit_ids: list[uuid.UUID],
     slots: int,
     at: dt.datetime,
@@ -305,7 +305,7 @@ class Acquisition:
 
 
 async def acquire(
-    conn: AsyncConnection, names: list[str], slots: int, mode: Mode, at: dt.datetime
+    conn: Connection, names: list[str], slots: int, mode: Mode, at: dt.datetime
 ) -> Acquisition:
     """Take ``slots`` on every active limit named. Names without a limit are skipped, so a
     request naming none takes nothing and succeeds (the task engine relies on that).
@@ -338,7 +338,7 @@ async def acquire(
 
 
 async def decrement(
-    conn: AsyncConnection, names: list[str], slots: int, occupancy_seconds: float | None
+    conn: Connection, names: list[str], slots: int, occupancy_seconds: float | None
 ) -> list[Any]:
     """Give ``slots`` back to every active limit named; answers every limit named."""
     at = now()

@@ -26,7 +26,7 @@ from deputy.services.concurrency import limits as concurrency_limits
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 _limit = t.concurrency_limit_v2.c
 _lease = t.concurrency_lease.c
@@ -42,12 +42,12 @@ def _unique(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-async def _with_holders(conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any]]:
+async def _with_holders(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
     holders = await leases.task_run_holders(conn, [row.id for row in rows], now())
     return [tag_limit_to_wire(row, holders[row.id]) for row in rows]
 
 
-async def upsert_tag_limit(conn: AsyncConnection, tag: str, limit: int) -> tuple[Any, bool]:
+async def upsert_tag_limit(conn: Connection, tag: str, limit: int) -> tuple[Any, bool]:
     """Create ``tag:<tag>`` or change its limit, in one statement; True when created."""
     timestamp = now()
     proposed = uuid.uuid4()
@@ -75,7 +75,7 @@ async def upsert_tag_limit(conn: AsyncConnection, tag: str, limit: int) -> tuple
     return (await _with_holders(conn, [row]))[0], created
 
 
-async def _read_tag_row(conn: AsyncConnection, tag: str) -> Any:
+async def _read_tag_row(conn: Connection, tag: str) -> Any:
     query = t.concurrency_limit_v2.select().where(_limit.name == _tag_name(tag))
     row = (await conn.execute(query)).first()
     if row is None:
@@ -83,11 +83,11 @@ async def _read_tag_row(conn: AsyncConnection, tag: str) -> Any:
     return row
 
 
-async def read_tag_limit(conn: AsyncConnection, tag: str) -> dict[str, Any]:
+async def read_tag_limit(conn: Connection, tag: str) -> dict[str, Any]:
     return (await _with_holders(conn, [await _read_tag_row(conn, tag)]))[0]
 
 
-async def read_tag_limit_by_id(conn: AsyncConnection, limit_id: uuid.UUID) -> dict[str, Any]:
+async def read_tag_limit_by_id(conn: Connection, limit_id: uuid.UUID) -> dict[str, Any]:
     """Only ``tag:`` limits are v1 limits; any other id is not found."""
     query = t.concurrency_limit_v2.select().where(_limit.id == limit_id)
     row = (await conn.execute(query)).first()
@@ -96,9 +96,7 @@ async def read_tag_limit_by_id(conn: AsyncConnection, limit_id: uuid.UUID) -> di
     return (await _with_holders(conn, [row]))[0]
 
 
-async def read_tag_limits(
-    conn: AsyncConnection, *, offset: int, limit: int
-) -> list[dict[str, Any]]:
+async def read_tag_limits(conn: Connection, *, offset: int, limit: int) -> list[dict[str, Any]]:
     """``tag:`` limits in name order (a range on the unique name index: ';' follows ':')."""
     query = (
         t.concurrency_limit_v2.select()
@@ -111,7 +109,7 @@ async def read_tag_limits(
 
 
 async def reset_tag_limit(
-    conn: AsyncConnection, tag: str, slot_override: list[uuid.UUID] | None
+    conn: Connection, tag: str, slot_override: list[uuid.UUID] | None
 ) -> None:
     """Drop every lease on the limit and count only the task runs in ``slot_override`` (as
     many as the limit allows), each holding a new lease."""
@@ -131,17 +129,17 @@ async def reset_tag_limit(
     await conn.execute(update(t.concurrency_limit_v2).where(_limit.id == row.id).values(**values))
 
 
-async def delete_tag_limit(conn: AsyncConnection, tag: str) -> None:
+async def delete_tag_limit(conn: Connection, tag: str) -> None:
     await concurrency_limits.delete_limit(conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND)
 
 
-async def delete_limit_by_id(conn: AsyncConnection, limit_id: uuid.UUID) -> None:
+async def delete_limit_by_id(conn: Connection, limit_id: uuid.UUID) -> None:
     """Any v2 limit, tag or not, as Prefect's v1 delete does."""
     await concurrency_limits.delete_limit(conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND)
 
 
 async def increment_tags(
-    conn: AsyncConnection, tags: list[str], task_run_id: uuid.UUID
+    conn: Connection, tags: list[str], task_run_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     """Take one slot on every active tag limit for the task run, under one lease that never
     expires; nothing is taken when any limit is full (423) or zero (423, it would deadlock)."""
@@ -182,7 +180,7 @@ async def increment_tags(
 
 
 async def decrement_tags(
-    conn: AsyncConnection, tags: list[str], task_run_id: uuid.UUID
+    conn: Connection, tags: list[str], task_run_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     """Release every lease the task run holds on these tags' limits; answers the limits
     found (named ``tag:<tag>`` here, as Prefect answers)."""

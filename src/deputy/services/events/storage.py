@@ -29,7 +29,7 @@ from deputy.schemas.events import Countable, EventFilter, EventOrder, TimeUnit
 from deputy.services.common import now
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 _event = t.event.c
 _INSERT_RESOURCES = t.event_resource.insert()
@@ -63,7 +63,7 @@ def _insert_events(dialect: str) -> Any:
     )
 
 
-async def write_events(conn: AsyncConnection, batch: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+async def write_events(conn: Connection, batch: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Insert events (an id already stored is skipped) with one resource row per resource
     they name; returns the ids inserted."""
     if not batch:
@@ -167,7 +167,7 @@ def _sqlite_insert_events(count: int) -> str:
 
 
 async def _write_sqlite(
-    conn: AsyncConnection, unique: dict[Any, dict[str, Any]], recorded: dt.datetime
+    conn: Connection, unique: dict[Any, dict[str, Any]], recorded: dt.datetime
 ) -> set[uuid.UUID]:
     stamp = _sqlite_time(recorded)
     keys: dict[str, Any] = {}
@@ -239,7 +239,7 @@ def _event_from_row(row: Any) -> dict[str, Any]:
     }
 
 
-async def _count(conn: AsyncConnection, flt: EventFilter) -> int:
+async def _count(conn: Connection, flt: EventFilter) -> int:
     counted = (
         func.count(distinct(_event.resource_id))
         if flt.resource is not None and flt.resource.distinct
@@ -250,7 +250,7 @@ async def _count(conn: AsyncConnection, flt: EventFilter) -> int:
 
 
 async def read_events(
-    conn: AsyncConnection, flt: EventFilter, *, limit: int, offset: int
+    conn: Connection, flt: EventFilter, *, limit: int, offset: int
 ) -> list[dict[str, Any]]:
     """Events matching ``flt`` in its order (by ``occurred``, then id); with
     ``resource.distinct`` only the first event of each resource."""
@@ -303,7 +303,7 @@ def _from_page_token(token: str) -> tuple[EventFilter, int, int, int]:
 
 
 async def query_events(
-    conn: AsyncConnection, flt: EventFilter, page_size: int
+    conn: Connection, flt: EventFilter, page_size: int
 ) -> tuple[list[dict[str, Any]], int, str | None]:
     """The first page: (events, total, token for the next page)."""
     total = await _count(conn, flt)
@@ -312,7 +312,7 @@ async def query_events(
 
 
 async def query_next_page(
-    conn: AsyncConnection, token: str
+    conn: Connection, token: str
 ) -> tuple[list[dict[str, Any]], int, str | None]:
     """The page a token names (raises ``InvalidPageToken``)."""
     flt, total, page_size, offset = _from_page_token(token)
@@ -356,7 +356,7 @@ def _end_of_period(moment: dt.datetime, unit: TimeUnit) -> dt.datetime:
     return end + dt.timedelta(days=6 - end.weekday())
 
 
-def _bucket_index(conn: AsyncConnection, width: dt.timedelta) -> Any:
+def _bucket_index(conn: Connection, width: dt.timedelta) -> Any:
     """SQL for the number of ``width`` buckets between the pivot and the event."""
     seconds = width.total_seconds()
     if conn.dialect.name == "postgresql":
@@ -369,7 +369,7 @@ def _bucket_index(conn: AsyncConnection, width: dt.timedelta) -> Any:
 
 
 async def count_events(
-    conn: AsyncConnection,
+    conn: Connection,
     flt: EventFilter,
     countable: Countable,
     unit: TimeUnit,
@@ -421,7 +421,7 @@ async def count_events(
 
 
 async def _count_by_time(
-    conn: AsyncConnection, flt: EventFilter, unit: TimeUnit, interval: float
+    conn: Connection, flt: EventFilter, unit: TimeUnit, interval: float
 ) -> list[dict[str, Any]]:
     width = _bucket_width(unit, interval)
     since, until = flt.occurred.since, flt.occurred.until
@@ -458,7 +458,7 @@ async def _count_by_time(
 
 
 async def events_recorded_since(
-    conn: AsyncConnection, since: dt.datetime, limit: int
+    conn: Connection, since: dt.datetime, limit: int
 ) -> list[tuple[dt.datetime, dict[str, Any]]]:
     """Events stored at or after ``since`` (by any server process), oldest first, with the
     time each was stored: what another replica's live subscribers have not seen yet."""

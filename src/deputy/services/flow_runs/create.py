@@ -38,7 +38,7 @@ from deputy.services.parameters import hydrate
 from deputy.services.work_pools import pools as work_pools
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found"
 
@@ -114,7 +114,7 @@ def _insert_run_unless_key_exists(dialect: str) -> Any:
     )
 
 
-async def _read_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> Any:
+async def _read_deployment(conn: Connection, deployment_id: uuid.UUID) -> Any:
     row = (await conn.execute(_READ_DEPLOYMENT, {"deployment_id": deployment_id})).first()
     if row is None:
         raise NotFound(DEPLOYMENT_NOT_FOUND)
@@ -122,7 +122,7 @@ async def _read_deployment(conn: AsyncConnection, deployment_id: uuid.UUID) -> A
 
 
 async def create_flow_run_from_deployment(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     body: DeploymentFlowRunCreate,
     *,
@@ -132,13 +132,13 @@ async def create_flow_run_from_deployment(
     return await create_flow_run_for(conn, deployment, body, created_by=created_by)
 
 
-async def read_deployment_for_runs(conn: AsyncConnection, deployment_id: uuid.UUID) -> Any:
+async def read_deployment_for_runs(conn: Connection, deployment_id: uuid.UUID) -> Any:
     """The deployment columns run creation needs (the bulk route reads them once)."""
     return await _read_deployment(conn, deployment_id)
 
 
 async def create_flow_run_for(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment: Any,
     body: DeploymentFlowRunCreate,
     *,
@@ -248,7 +248,7 @@ def new_run_row(timestamp: dt.datetime, **fields: Any) -> dict[str, Any]:
 
 
 async def insert_run(
-    conn: AsyncConnection,
+    conn: Connection,
     run: dict[str, Any],
     state: dict[str, Any],
     *,
@@ -291,7 +291,7 @@ async def insert_run(
 
 
 async def _resolve_queue(
-    conn: AsyncConnection, deployment: Any, body: DeploymentFlowRunCreate
+    conn: Connection, deployment: Any, body: DeploymentFlowRunCreate
 ) -> tuple[Any, str | None, Any, str | None]:
     """(queue id, queue name, pool id, pool name) for the run: the deployment's queue, or the
     requested one inside the deployment's pool, created there when it does not exist yet."""
@@ -358,7 +358,7 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 
 async def create_flow_run(
-    conn: AsyncConnection, body: FlowRunCreate, *, created_by: dict[str, Any] | None = None
+    conn: Connection, body: FlowRunCreate, *, created_by: dict[str, Any] | None = None
 ) -> CreatedRun:
     """``POST /flow_runs/``: a run of a flow, optionally in a pool's queue; PENDING by default.
 

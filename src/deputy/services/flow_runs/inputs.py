@@ -19,21 +19,21 @@ from deputy.schemas.flow_run_input import FlowRunInputCreate, FlowRunInputFilter
 from deputy.services.common import now
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 INPUT_NOT_FOUND = "Flow run input not found"
 _input = t.flow_run_input.c
 
 
 async def create_flow_run_input(
-    conn: AsyncConnection, flow_run_id: uuid.UUID, body: FlowRunInputCreate
+    conn: Connection, flow_run_id: uuid.UUID, body: FlowRunInputCreate
 ) -> None:
     """Store the input; 409 for a key the run already has, 404 for an unknown run."""
     await store_flow_run_input(conn, flow_run_id, body.key, body.value, sender=body.sender)
 
 
 async def store_flow_run_input(
-    conn: AsyncConnection,
+    conn: Connection,
     flow_run_id: uuid.UUID,
     key: str,
     value: str,
@@ -63,7 +63,7 @@ async def store_flow_run_input(
 
 
 async def filter_flow_run_input(
-    conn: AsyncConnection, flow_run_id: uuid.UUID, body: FlowRunInputFilterBody
+    conn: Connection, flow_run_id: uuid.UUID, body: FlowRunInputFilterBody
 ) -> list[Any]:
     """The run's oldest inputs whose key starts with ``prefix`` (``%`` and ``_`` in it are
     LIKE wildcards, as in Prefect), leaving out ``exclude_keys``."""
@@ -80,22 +80,20 @@ async def filter_flow_run_input(
     return list((await conn.execute(query)).all())
 
 
-async def read_flow_run_input(conn: AsyncConnection, flow_run_id: uuid.UUID, key: str) -> str:
+async def read_flow_run_input(conn: Connection, flow_run_id: uuid.UUID, key: str) -> str:
     value = await find_flow_run_input(conn, flow_run_id, key)
     if value is None:
         raise NotFound(INPUT_NOT_FOUND)
     return value
 
 
-async def find_flow_run_input(
-    conn: AsyncConnection, flow_run_id: uuid.UUID, key: str
-) -> str | None:
+async def find_flow_run_input(conn: Connection, flow_run_id: uuid.UUID, key: str) -> str | None:
     query = select(_input.value).where(_input.flow_run_id == flow_run_id, _input.key == key)
     value: str | None = (await conn.execute(query)).scalar_one_or_none()
     return value
 
 
-async def delete_flow_run_input(conn: AsyncConnection, flow_run_id: uuid.UUID, key: str) -> None:
+async def delete_flow_run_input(conn: Connection, flow_run_id: uuid.UUID, key: str) -> None:
     result = await conn.execute(
         delete(t.flow_run_input).where(_input.flow_run_id == flow_run_id, _input.key == key)
     )

@@ -23,7 +23,7 @@ from deputy.schemas.flow_runs import flow_run_to_wire
 from deputy.services.common import now
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 FLOW_RUN_NOT_FOUND = "Flow run not found"
 STATE_NOT_FOUND = "Flow run state not found"
@@ -72,7 +72,7 @@ FLOW_RUN_ROWS = WireSelect(flow_run_query(), parsed=("empirical_policy", "state_
 _READ_FLOW_RUN = FLOW_RUN_ROWS.refined(lambda query: query.where(_run.id == bindparam("id")))
 
 
-def row_to_wire(run: Mapping[str, Any], timestamp: dt.datetime | None = None) -> dict[str, Any]:
+def row_to_wire(run: Mapping[Any, Any], timestamp: dt.datetime | None = None) -> dict[str, Any]:
     """A row of :func:`flow_run_query` (decoded, or read by :data:`FLOW_RUN_ROWS`) as a
     FlowRunResponse."""
     state = None
@@ -89,7 +89,7 @@ def row_to_wire(run: Mapping[str, Any], timestamp: dt.datetime | None = None) ->
 
 
 async def wire_runs(
-    conn: AsyncConnection,
+    conn: Connection,
     runs: WireSelect,
     parameters: Mapping[str, Any] | None = None,
     *,
@@ -105,7 +105,7 @@ async def wire_runs(
     return [row_to_wire(row, moment) for row in await runs.rows(conn, parameters)]
 
 
-async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> WireRun:
+async def read_flow_run(conn: Connection, flow_run_id: uuid.UUID) -> WireRun:
     runs = await wire_runs(conn, _READ_FLOW_RUN, {"id": flow_run_id})
     if not runs:
         raise NotFound(FLOW_RUN_NOT_FOUND)
@@ -113,14 +113,14 @@ async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> WireRu
 
 
 async def read_flow_run_by_idempotency_key(
-    conn: AsyncConnection, flow_id: uuid.UUID, key: str
+    conn: Connection, flow_id: uuid.UUID, key: str
 ) -> dict[str, Any]:
     query = flow_run_query().where(_run.flow_id == flow_id, _run.idempotency_key == key)
-    return row_to_wire((await conn.execute(query)).one()._mapping)
+    return row_to_wire((await conn.execute(query)).mappings().one())
 
 
 async def filter_flow_runs(
-    conn: AsyncConnection,
+    conn: Connection,
     filters: RelatedFilters,
     *,
     sort: FlowRunSort,
@@ -141,12 +141,12 @@ async def filter_flow_runs(
     return await wire_runs(conn, runs)
 
 
-async def count_flow_runs(conn: AsyncConnection, filters: RelatedFilters) -> int:
+async def count_flow_runs(conn: Connection, filters: RelatedFilters) -> int:
     query = select(func.count()).select_from(t.flow_run).where(*flow_run_where(filters))
     return int((await conn.execute(query)).scalar_one())
 
 
-async def delete_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> None:
+async def delete_flow_run(conn: Connection, flow_run_id: uuid.UUID) -> None:
     """Delete the run; its states go with it (the foreign key cascades)."""
     result = await conn.execute(delete(t.flow_run).where(_run.id == flow_run_id))
     if result.rowcount == 0:
@@ -165,9 +165,7 @@ def _state_to_wire(row: Any) -> dict[str, Any]:
     }
 
 
-async def read_flow_run_states(
-    conn: AsyncConnection, flow_run_id: uuid.UUID
-) -> list[dict[str, Any]]:
+async def read_flow_run_states(conn: Connection, flow_run_id: uuid.UUID) -> list[dict[str, Any]]:
     """The run's state history, oldest first."""
     query = (
         select(t.flow_run_state)
@@ -177,14 +175,14 @@ async def read_flow_run_states(
     return [_state_to_wire(row) for row in await conn.execute(query)]
 
 
-async def read_flow_run_state(conn: AsyncConnection, state_id: uuid.UUID) -> dict[str, Any]:
+async def read_flow_run_state(conn: Connection, state_id: uuid.UUID) -> dict[str, Any]:
     row = (await conn.execute(select(t.flow_run_state).where(_state.id == state_id))).first()
     if row is None:
         raise NotFound(STATE_NOT_FOUND)
     return _state_to_wire(row)
 
 
-async def update_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID, body: Any) -> None:
+async def update_flow_run(conn: Connection, flow_run_id: uuid.UUID, body: Any) -> None:
     """PATCH: the fields sent change. Job variables change only while the run is SCHEDULED,
     and are checked against its deployment's pool template like a new run's."""
     values = body.model_dump(exclude_unset=True)
@@ -199,7 +197,7 @@ async def update_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID, body: A
 
 
 async def _check_job_variables_update(
-    conn: AsyncConnection, flow_run_id: uuid.UUID, job_variables: dict[str, Any]
+    conn: Connection, flow_run_id: uuid.UUID, job_variables: dict[str, Any]
 ) -> None:
     query = (
         select(
@@ -234,7 +232,7 @@ async def _check_job_variables_update(
 
 
 async def update_flow_run_labels(
-    conn: AsyncConnection, flow_run_id: uuid.UUID, labels: dict[str, Any]
+    conn: Connection, flow_run_id: uuid.UUID, labels: dict[str, Any]
 ) -> None:
     """Merge ``labels`` into the run's labels (workers add theirs this way)."""
     row = (await conn.execute(select(_run.labels).where(_run.id == flow_run_id))).first()

@@ -46,7 +46,7 @@ from deputy.services.flow_runs.inputs import find_flow_run_input, store_flow_run
 from deputy.services.parameters import hydrate
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 _run = t.flow_run.c
 _state = t.flow_run_state.c
@@ -108,7 +108,7 @@ _INSERT_STATE = t.flow_run_state.insert()
 _LOCK_RUN = select(_run.id).where(_run.id == bindparam("run_id")).with_for_update()
 
 
-async def read_run_for_update(conn: AsyncConnection, flow_run_id: uuid.UUID) -> Any:
+async def read_run_for_update(conn: Connection, flow_run_id: uuid.UUID) -> Any:
     """The run with its current state and deployment limit, locked for this transaction.
 
     On PostgreSQL the row is locked by a statement of its own first: a ``FOR UPDATE`` that
@@ -132,7 +132,7 @@ class StateResult:
 
 
 async def set_flow_run_state(
-    conn: AsyncConnection,
+    conn: Connection,
     flow_run_id: uuid.UUID,
     proposed: StateCreate,
     *,
@@ -157,7 +157,7 @@ async def set_flow_run_state(
 
 
 async def orchestrate(
-    conn: AsyncConnection,
+    conn: Connection,
     row: Any,
     draft: StateDraft,
     *,
@@ -233,7 +233,7 @@ def _current_body(row: Any) -> dict[str, Any] | None:
 
 
 async def _load_slots(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_id: uuid.UUID,
     lease_id: str | None,
     timestamp: dt.datetime,
@@ -275,7 +275,7 @@ async def _load_slots(
 
 
 async def _write(
-    conn: AsyncConnection,
+    conn: Connection,
     row: Any,
     current: CurrentState | None,
     decision: Decision,
@@ -348,7 +348,7 @@ async def _write(
 
 
 async def _renew_lease(
-    conn: AsyncConnection,
+    conn: Connection,
     details: dict[str, Any],
     slots: DeploymentSlots,
     timestamp: dt.datetime,
@@ -367,7 +367,7 @@ async def _renew_lease(
 
 
 async def _acquire_slot(
-    conn: AsyncConnection, slots: DeploymentSlots, flow_run_id: uuid.UUID, timestamp: dt.datetime
+    conn: Connection, slots: DeploymentSlots, flow_run_id: uuid.UUID, timestamp: dt.datetime
 ) -> uuid.UUID:
     """Take one slot (never beyond the limit) and record the lease that holds it."""
     await conn.execute(
@@ -390,9 +390,7 @@ async def _acquire_slot(
     return lease_id
 
 
-async def release_slot(
-    conn: AsyncConnection, deployment_id: uuid.UUID, lease_id: str | None
-) -> None:
+async def release_slot(conn: Connection, deployment_id: uuid.UUID, lease_id: str | None) -> None:
     """Give a deployment slot back: through its lease when it has one, never below zero."""
     released = 1
     if lease_id:
@@ -454,7 +452,7 @@ def _details(decision: Decision) -> dict[str, Any]:
 
 
 async def resume_flow_run(
-    conn: AsyncConnection,
+    conn: Connection,
     flow_run_id: uuid.UUID,
     run_input: dict[str, Any] | None,
     *,
@@ -510,7 +508,7 @@ async def resume_flow_run(
 
 
 async def _checked_run_input(
-    conn: AsyncConnection,
+    conn: Connection,
     flow_run_id: uuid.UUID,
     keyset: dict[str, Any],
     run_input: dict[str, Any] | None,

@@ -79,7 +79,7 @@ from deputy.services.common import now, uuid7
 from deputy.services.flow_runs.create import generate_run_name
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 logger = logging.getLogger("deputy.services.task_runs.crud")
 
@@ -243,7 +243,7 @@ def row_to_wire(row: Any, moment: dt.datetime | None = None) -> dict[str, Any]:
     return task_run_to_wire(mapping, _state_of(mapping), moment or now())
 
 
-async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> dict[str, Any]:
+async def read_task_run(conn: Connection, task_run_id: uuid.UUID) -> dict[str, Any]:
     row = (await conn.execute(_READ_TASK_RUN, {"task_run_id": task_run_id})).first()
     if row is None:
         raise NotFound(TASK_NOT_FOUND)
@@ -251,7 +251,7 @@ async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> dict[s
 
 
 async def filter_task_runs(
-    conn: AsyncConnection,
+    conn: Connection,
     filters: TaskRunRelatedFilters,
     *,
     sort: TaskRunSort,
@@ -268,7 +268,7 @@ async def filter_task_runs(
     return [row_to_wire(row, moment) for row in await conn.execute(query)]
 
 
-async def count_task_runs(conn: AsyncConnection, filters: TaskRunRelatedFilters) -> int:
+async def count_task_runs(conn: Connection, filters: TaskRunRelatedFilters) -> int:
     query = select(func.count()).select_from(t.task_run).where(*task_run_where(filters))
     return int((await conn.execute(query)).scalar_one())
 
@@ -277,9 +277,7 @@ def _task_run_state_to_wire(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _STATE_FIELDS}
 
 
-async def read_task_run_states(
-    conn: AsyncConnection, task_run_id: uuid.UUID
-) -> list[dict[str, Any]]:
+async def read_task_run_states(conn: Connection, task_run_id: uuid.UUID) -> list[dict[str, Any]]:
     """The run's state history, oldest first."""
     query = (
         select(t.task_run_state)
@@ -289,7 +287,7 @@ async def read_task_run_states(
     return [_task_run_state_to_wire(row) for row in await conn.execute(query)]
 
 
-async def read_task_run_state(conn: AsyncConnection, state_id: uuid.UUID) -> dict[str, Any]:
+async def read_task_run_state(conn: Connection, state_id: uuid.UUID) -> dict[str, Any]:
     row = (await conn.execute(select(t.task_run_state).where(_state.id == state_id))).first()
     if row is None:
         raise NotFound(STATE_NOT_FOUND)
@@ -299,9 +297,7 @@ async def read_task_run_state(conn: AsyncConnection, state_id: uuid.UUID) -> dic
 # --- changing -------------------------------------------------------------------------------
 
 
-async def update_task_run(
-    conn: AsyncConnection, task_run_id: uuid.UUID, body: TaskRunUpdate
-) -> None:
+async def update_task_run(conn: Connection, task_run_id: uuid.UUID, body: TaskRunUpdate) -> None:
     """PATCH: a new name when one was sent (``null`` or ``""``: a generated one)."""
     values: dict[str, Any] = {"updated": now()}
     if "name" in body.model_fields_set:
@@ -311,7 +307,7 @@ async def update_task_run(
         raise NotFound(TASK_RUN_NOT_FOUND)
 
 
-async def delete_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> None:
+async def delete_task_run(conn: Connection, task_run_id: uuid.UUID) -> None:
     """Delete the run with its states (the foreign key cascades) and its logs (Prefect
     deletes them in the background; here in the same transaction)."""
     result = await conn.execute(delete(t.task_run).where(_run.id == task_run_id))
@@ -328,7 +324,7 @@ class CreatedTaskRun:
     created: bool
 
 
-async def create_task_run(conn: AsyncConnection, body: TaskRunCreate) -> CreatedTaskRun:
+async def create_task_run(conn: Connection, body: TaskRunCreate) -> CreatedTaskRun:
     """``POST /task_runs/``: a new run with its first state (PENDING unless given), applied
     without rules; the run already there for the same (flow run, task key, dynamic key),
     unchanged, otherwise. A run of a flow run inherits its labels."""
@@ -415,7 +411,7 @@ class StateResult:
 
 
 async def set_task_run_state(
-    conn: AsyncConnection,
+    conn: Connection,
     task_run_id: uuid.UUID,
     proposed: StateCreate,
     *,
@@ -460,7 +456,7 @@ async def set_task_run_state(
 
 
 async def mirror_subflow_state(
-    conn: AsyncConnection,
+    conn: Connection,
     parent_task_run_id: uuid.UUID,
     child_flow_run_id: uuid.UUID,
     flow_state: dict[str, Any],
@@ -524,7 +520,7 @@ def _flow_run_facts(row: Any) -> FlowRunFacts | None:
 
 
 async def _decide(
-    conn: AsyncConnection,
+    conn: Connection,
     run: dict[str, Any],
     current: CurrentState | None,
     flow_run: FlowRunFacts | None,
@@ -623,7 +619,7 @@ def _bookkeeping(
     return changes
 
 
-async def _read_tag_limits(conn: AsyncConnection, tags: tuple[str, ...]) -> tuple[TagLimit, ...]:
+async def _read_tag_limits(conn: Connection, tags: tuple[str, ...]) -> tuple[TagLimit, ...]:
     query = (
         select(
             _limit.id,
@@ -652,7 +648,7 @@ async def _read_tag_limits(conn: AsyncConnection, tags: tuple[str, ...]) -> tupl
 
 
 async def _acquire_tag_slots(
-    conn: AsyncConnection,
+    conn: Connection,
     limit_ids: tuple[uuid.UUID, ...],
     task_run_id: uuid.UUID,
     timestamp: dt.datetime,
@@ -683,7 +679,7 @@ async def _acquire_tag_slots(
 
 
 async def _release_tag_slots(
-    conn: AsyncConnection, task_run_id: uuid.UUID, tags: tuple[str, ...], timestamp: dt.datetime
+    conn: Connection, task_run_id: uuid.UUID, tags: tuple[str, ...], timestamp: dt.datetime
 ) -> None:
     """Give back what the run holds on its tags' limits: every lease naming it as holder
     (taken here or by the client), each slot once, never below zero."""
@@ -710,7 +706,7 @@ async def _release_tag_slots(
         )
 
 
-async def _cache(conn: AsyncConnection, state: dict[str, Any]) -> None:
+async def _cache(conn: Connection, state: dict[str, Any]) -> None:
     """Record a COMPLETED state under its cache key, for later runs with the same key."""
     details = state["state_details"]
     expiration = details.get("cache_expiration")
@@ -893,7 +889,7 @@ def _parse_event(raw: dict[str, Any]) -> tuple[_EventTaskRun, dict[str, Any], di
     return task_run, columns, state_row
 
 
-async def record_task_run_event(conn: AsyncConnection, event: dict[str, Any]) -> None:
+async def record_task_run_event(conn: Connection, event: dict[str, Any]) -> None:
     """Record one ``prefect.task-run.*`` event as its task run and state, as Prefect's
     ``TaskRunRecorder`` does. Call it inside a write transaction (``database.write()``); it
     never commits.
@@ -945,7 +941,7 @@ async def record_task_run_event(conn: AsyncConnection, event: dict[str, Any]) ->
 
 
 async def _upsert_task_run(
-    conn: AsyncConnection,
+    conn: Connection,
     task_run: _EventTaskRun,
     columns: dict[str, Any],
     state_row: dict[str, Any],

@@ -48,7 +48,7 @@ from deputy.schemas.workers import WorkerStatus
 from deputy.services.common import now
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 DEFAULT_AGENT_POOL_NAME = "default-agent-pool"
 DEFAULT_QUEUE_NAME = "default"
@@ -105,7 +105,7 @@ def _is_reserved(name: str) -> bool:
 # --- work pools -------------------------------------------------------------------------
 
 
-async def read_work_pool_by_name(conn: AsyncConnection, name: str) -> Row[Any]:
+async def read_work_pool_by_name(conn: Connection, name: str) -> Row[Any]:
     """The pool called ``name``; 404 with Prefect's text when there is none."""
     row = (await conn.execute(select(wp).where(wp.c.name == name))).first()
     if row is None:
@@ -113,7 +113,7 @@ async def read_work_pool_by_name(conn: AsyncConnection, name: str) -> Row[Any]:
     return row
 
 
-async def create_work_pool(conn: AsyncConnection, body: WorkPoolCreate) -> Row[Any]:
+async def create_work_pool(conn: Connection, body: WorkPoolCreate) -> Row[Any]:
     """Create a pool and its default queue; 403 for reserved names, 409 for duplicates."""
     if _is_reserved(body.name):
         raise Forbidden(RESERVED_POOL)
@@ -124,7 +124,7 @@ async def create_work_pool(conn: AsyncConnection, body: WorkPoolCreate) -> Row[A
     return row
 
 
-async def get_or_create_default_agent_pool(conn: AsyncConnection) -> Row[Any]:
+async def get_or_create_default_agent_pool(conn: Connection) -> Row[Any]:
     """The legacy ``default-agent-pool`` (type ``prefect-agent``), created when missing.
 
     Race-safe: a concurrent creator wins the insert and this call reads its row.
@@ -140,7 +140,7 @@ async def get_or_create_default_agent_pool(conn: AsyncConnection) -> Row[Any]:
     return (await conn.execute(query)).one()
 
 
-async def _insert_pool(conn: AsyncConnection, body: WorkPoolCreate) -> Row[Any] | None:
+async def _insert_pool(conn: Connection, body: WorkPoolCreate) -> Row[Any] | None:
     """Insert the pool row, then its default queue; ``None`` if the name was taken."""
     timestamp = now()
     if body.type == AGENT_POOL_TYPE:
@@ -183,7 +183,7 @@ async def _insert_pool(conn: AsyncConnection, body: WorkPoolCreate) -> Row[Any] 
     return result.one()
 
 
-async def update_work_pool(conn: AsyncConnection, name: str, body: WorkPoolUpdate) -> None:
+async def update_work_pool(conn: Connection, name: str, body: WorkPoolUpdate) -> None:
     """Apply the fields sent; pausing and unpausing move ``status`` as Prefect does."""
     values = body.model_dump(exclude_unset=True, mode="json")
     if _is_reserved(name) and set(values) - _RESERVED_POOL_UPDATABLE:
@@ -202,7 +202,7 @@ async def update_work_pool(conn: AsyncConnection, name: str, body: WorkPoolUpdat
     await conn.execute(update(wp).where(wp.c.id == pool.id).values(**values, updated=timestamp))
 
 
-async def has_online_worker(conn: AsyncConnection, work_pool_id: uuid.UUID) -> bool:
+async def has_online_worker(conn: Connection, work_pool_id: uuid.UUID) -> bool:
     """Whether an ONLINE worker heartbeats for the pool (the status heartbeats set and
     ``services.workers.mark_offline_workers`` clears)."""
     worker = t.worker.c
@@ -213,7 +213,7 @@ async def has_online_worker(conn: AsyncConnection, work_pool_id: uuid.UUID) -> b
     return bool((await conn.execute(query)).scalar())
 
 
-async def delete_work_pool(conn: AsyncConnection, name: str) -> None:
+async def delete_work_pool(conn: Connection, name: str) -> None:
     """Delete the pool; its queues go with it, deployments and runs lose their queue."""
     if _is_reserved(name):
         raise Forbidden(RESERVED_POOL_DELETE)
@@ -223,7 +223,7 @@ async def delete_work_pool(conn: AsyncConnection, name: str) -> None:
 
 
 async def filter_work_pools(
-    conn: AsyncConnection, flt: WorkPoolFilter | None, *, offset: int, limit: int
+    conn: Connection, flt: WorkPoolFilter | None, *, offset: int, limit: int
 ) -> list[Row[Any]]:
     query = select(wp).order_by(wp.c.name).offset(offset).limit(limit)
     if flt is not None:
@@ -231,16 +231,14 @@ async def filter_work_pools(
     return list((await conn.execute(query)).all())
 
 
-async def count_work_pools(conn: AsyncConnection, flt: WorkPoolFilter | None) -> int:
+async def count_work_pools(conn: Connection, flt: WorkPoolFilter | None) -> int:
     query = select(func.count()).select_from(wp)
     if flt is not None:
         query = query.where(work_pool_clause(flt))
     return int((await conn.execute(query)).scalar_one())
 
 
-async def pool_active_slots(
-    conn: AsyncConnection, pools: Iterable[Row[Any]]
-) -> dict[uuid.UUID, int]:
+async def pool_active_slots(conn: Connection, pools: Iterable[Row[Any]]) -> dict[uuid.UUID, int]:
     """PENDING and RUNNING runs per pool, for the pools that have a concurrency limit."""
     ids = [p.id for p in pools if p.concurrency_limit is not None]
     if not ids:
@@ -256,7 +254,7 @@ async def pool_active_slots(
 
 
 async def validate_job_variable_defaults(
-    conn: AsyncConnection, base_job_template: dict[str, Any]
+    conn: Connection, base_job_template: dict[str, Any]
 ) -> None:
     """Prefect's check of a new pool's template: a valid variables schema, valid defaults.
 
@@ -295,7 +293,7 @@ async def validate_job_variable_defaults(
         raise Unprocessable(JOB_VARIABLE_DEFAULTS_INVALID + message)
 
 
-async def _block_document_data(conn: AsyncConnection, block_id: Any) -> Any:
+async def _block_document_data(conn: Connection, block_id: Any) -> Any:
     try:
         parsed = block_id if isinstance(block_id, uuid.UUID) else uuid.UUID(str(block_id))
     except ValueError:
@@ -311,14 +309,14 @@ async def _block_document_data(conn: AsyncConnection, block_id: Any) -> Any:
 
 
 async def read_work_queue_in_pool(
-    conn: AsyncConnection, work_pool_id: uuid.UUID, name: str
+    conn: Connection, work_pool_id: uuid.UUID, name: str
 ) -> Row[Any] | None:
     query = select(wq).where(wq.c.work_pool_id == work_pool_id, wq.c.name == name)
     return (await conn.execute(query)).first()
 
 
 async def get_or_create_work_queue(
-    conn: AsyncConnection, work_pool_id: uuid.UUID, name: str
+    conn: Connection, work_pool_id: uuid.UUID, name: str
 ) -> Row[Any]:
     """The pool's queue called ``name``, created unpaused at the first free priority.
 
@@ -353,15 +351,13 @@ async def get_or_create_work_queue(
     return found
 
 
-async def create_work_queue(
-    conn: AsyncConnection, pool_name: str, body: WorkQueueCreate
-) -> Row[Any]:
+async def create_work_queue(conn: Connection, pool_name: str, body: WorkQueueCreate) -> Row[Any]:
     """``POST /work_pools/{pool}/queues``: 404 for an unknown pool, 409 for a duplicate."""
     pool = await read_work_pool_by_name(conn, pool_name)
     return await _create_queue_in(conn, pool, body, exists_message=QUEUE_EXISTS)
 
 
-async def create_legacy_work_queue(conn: AsyncConnection, body: WorkQueueCreate) -> Row[Any]:
+async def create_legacy_work_queue(conn: Connection, body: WorkQueueCreate) -> Row[Any]:
     """``POST /work_queues/``: a queue in ``default-agent-pool``, created with the pool if
     need be (asking for ``default`` then answers the pool's new default queue, as Prefect)."""
     existing = (await conn.execute(select(wp).where(wp.c.name == DEFAULT_AGENT_POOL_NAME))).first()
@@ -372,7 +368,7 @@ async def create_legacy_work_queue(conn: AsyncConnection, body: WorkQueueCreate)
 
 
 async def _create_queue_in(
-    conn: AsyncConnection, pool: Row[Any], body: WorkQueueCreate, *, exists_message: str
+    conn: Connection, pool: Row[Any], body: WorkQueueCreate, *, exists_message: str
 ) -> Row[Any]:
     if body.priority is None:
         priority = await _first_free_priority(conn, pool.id)
@@ -399,7 +395,7 @@ async def _create_queue_in(
 
 
 async def _insert_queue(
-    conn: AsyncConnection,
+    conn: Connection,
     work_pool_id: uuid.UUID,
     *,
     name: str,
@@ -431,7 +427,7 @@ async def _insert_queue(
     return (await conn.execute(insert)).one()
 
 
-async def read_work_queue(conn: AsyncConnection, pool_name: str, name: str) -> Row[Any]:
+async def read_work_queue(conn: Connection, pool_name: str, name: str) -> Row[Any]:
     """A queue by pool and queue name; an unknown pool also gets the queue's 404 text."""
     query = (
         select(wq)
@@ -445,7 +441,7 @@ async def read_work_queue(conn: AsyncConnection, pool_name: str, name: str) -> R
 
 
 async def update_work_queue(
-    conn: AsyncConnection, pool_name: str, name: str, body: WorkQueueUpdate
+    conn: Connection, pool_name: str, name: str, body: WorkQueueUpdate
 ) -> None:
     """``PATCH /work_pools/{pool}/queues/{name}``."""
     await read_work_pool_by_name(conn, pool_name)
@@ -453,7 +449,7 @@ async def update_work_queue(
 
 
 async def update_work_queue_by_id(
-    conn: AsyncConnection, queue_id: uuid.UUID, body: WorkQueueUpdate
+    conn: Connection, queue_id: uuid.UUID, body: WorkQueueUpdate
 ) -> None:
     """``PATCH /work_queues/{id}`` (what ``prefect work-queue pause`` and friends send)."""
     queue = (await conn.execute(select(wq).where(wq.c.id == queue_id))).first()
@@ -462,7 +458,7 @@ async def update_work_queue_by_id(
     await _update_queue(conn, queue, body)
 
 
-async def _update_queue(conn: AsyncConnection, queue: Row[Any], body: WorkQueueUpdate) -> None:
+async def _update_queue(conn: Connection, queue: Row[Any], body: WorkQueueUpdate) -> None:
     """Apply the fields sent; pause state drives ``status``, priorities are re-spread."""
     values = body.model_dump(exclude_unset=True)
     if "filter" in values:
@@ -481,13 +477,13 @@ async def _update_queue(conn: AsyncConnection, queue: Row[Any], body: WorkQueueU
         await _apply_priorities(conn, queue.work_pool_id, {queue.id: values["priority"]})
 
 
-async def delete_work_queue(conn: AsyncConnection, pool_name: str, name: str) -> None:
+async def delete_work_queue(conn: Connection, pool_name: str, name: str) -> None:
     """``DELETE /work_pools/{pool}/queues/{name}``."""
     pool = await read_work_pool_by_name(conn, pool_name)
     await _delete_queue(conn, await read_work_queue(conn, pool_name, name), pool.default_queue_id)
 
 
-async def delete_work_queue_by_id(conn: AsyncConnection, queue_id: uuid.UUID) -> None:
+async def delete_work_queue_by_id(conn: Connection, queue_id: uuid.UUID) -> None:
     """``DELETE /work_queues/{id}`` (``prefect work-queue delete``)."""
     query = select(wq, wp.c.default_queue_id).join(wp, wp.c.id == wq.c.work_pool_id)
     queue = (await conn.execute(query.where(wq.c.id == queue_id))).first()
@@ -496,7 +492,7 @@ async def delete_work_queue_by_id(conn: AsyncConnection, queue_id: uuid.UUID) ->
     await _delete_queue(conn, queue, queue.default_queue_id)
 
 
-async def _delete_queue(conn: AsyncConnection, queue: Row[Any], default_queue_id: Any) -> None:
+async def _delete_queue(conn: Connection, queue: Row[Any], default_queue_id: Any) -> None:
     """Delete a queue; the pool's default queue is refused (409; Prefect answers 500)."""
     if queue.id == default_queue_id:
         raise Conflict(DEFAULT_QUEUE_UNDELETABLE)
@@ -504,7 +500,7 @@ async def _delete_queue(conn: AsyncConnection, queue: Row[Any], default_queue_id
     await _apply_priorities(conn, queue.work_pool_id, {})
 
 
-async def read_work_queue_status(conn: AsyncConnection, queue_id: uuid.UUID) -> dict[str, Any]:
+async def read_work_queue_status(conn: Connection, queue_id: uuid.UUID) -> dict[str, Any]:
     """``GET /work_queues/{id}/status`` (``prefect work-queue inspect``): its late runs and
     when it was last polled, judged by Prefect's fixed health policy."""
     queue = (await conn.execute(select(wq.c.last_polled).where(wq.c.id == queue_id))).first()
@@ -517,7 +513,7 @@ async def read_work_queue_status(conn: AsyncConnection, queue_id: uuid.UUID) -> 
 
 
 async def filter_pool_queues(
-    conn: AsyncConnection,
+    conn: Connection,
     pool_name: str,
     flt: WorkQueueFilter | None,
     *,
@@ -538,7 +534,7 @@ async def filter_pool_queues(
     return list((await conn.execute(query)).all())
 
 
-async def read_work_queue_by_id(conn: AsyncConnection, queue_id: uuid.UUID) -> tuple[Row[Any], str]:
+async def read_work_queue_by_id(conn: Connection, queue_id: uuid.UUID) -> tuple[Row[Any], str]:
     """``GET /work_queues/{id}``: the queue and its pool's name."""
     query = (
         select(wq, wp.c.name.label("pool_name"))
@@ -551,7 +547,7 @@ async def read_work_queue_by_id(conn: AsyncConnection, queue_id: uuid.UUID) -> t
     return row, row.pool_name
 
 
-async def read_legacy_work_queue_by_name(conn: AsyncConnection, name: str) -> tuple[Row[Any], str]:
+async def read_legacy_work_queue_by_name(conn: Connection, name: str) -> tuple[Row[Any], str]:
     """``GET /work_queues/name/{name}``: the queue in ``default-agent-pool``.
 
     Without that pool, Prefect takes any queue of that name; so do we (oldest first).
@@ -571,7 +567,7 @@ async def read_legacy_work_queue_by_name(conn: AsyncConnection, name: str) -> tu
 
 
 async def filter_work_queues(
-    conn: AsyncConnection, flt: WorkQueueFilter | None, *, offset: int, limit: int
+    conn: Connection, flt: WorkQueueFilter | None, *, offset: int, limit: int
 ) -> list[tuple[Row[Any], str]]:
     """``POST /work_queues/filter``: queues of every pool, by name, with their pool's name."""
     query = (
@@ -586,9 +582,7 @@ async def filter_work_queues(
     return [(row, row.pool_name) for row in (await conn.execute(query)).all()]
 
 
-async def queue_active_slots(
-    conn: AsyncConnection, queues: Iterable[Row[Any]]
-) -> dict[uuid.UUID, int]:
+async def queue_active_slots(conn: Connection, queues: Iterable[Row[Any]]) -> dict[uuid.UUID, int]:
     """PENDING and RUNNING runs per queue, for the queues that have a concurrency limit."""
     ids = [q.id for q in queues if q.concurrency_limit is not None]
     if not ids:
@@ -605,7 +599,7 @@ async def queue_active_slots(
 # --- priorities -------------------------------------------------------------------------
 
 
-async def _first_free_priority(conn: AsyncConnection, work_pool_id: uuid.UUID) -> int:
+async def _first_free_priority(conn: Connection, work_pool_id: uuid.UUID) -> int:
     """The lowest priority not taken in the pool: the first gap in 1, 2, ..., else max + 1."""
     query = select(wq.c.priority).where(wq.c.work_pool_id == work_pool_id)
     taken = sorted((await conn.execute(query)).scalars().all())
@@ -646,7 +640,7 @@ def spread_priorities(
 
 
 async def _apply_priorities(
-    conn: AsyncConnection, work_pool_id: uuid.UUID, targets: dict[uuid.UUID, int]
+    conn: Connection, work_pool_id: uuid.UUID, targets: dict[uuid.UUID, int]
 ) -> None:
     """Write :func:`spread_priorities` for the pool, touching only the rows that change."""
     query = (

@@ -21,7 +21,7 @@ from deputy.services.common import now, pages
 from deputy.services.work_pools.pools import QUEUE_SLOT_STATES, SLOT_STATES
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 _run = t.flow_run.c
 _queue = t.work_queue.c
@@ -37,7 +37,7 @@ _SUMMARY_COLUMNS = (
 
 
 async def work_pool_slots(
-    conn: AsyncConnection, pool_name: str, *, page: int, limit: int, flow_run_limit: int
+    conn: Connection, pool_name: str, *, page: int, limit: int, flow_run_limit: int
 ) -> dict[str, Any]:
     """A page of the pool's queues (highest priority first), each with its slot holders (at
     most ``flow_run_limit``), and the pool's totals."""
@@ -106,7 +106,7 @@ async def work_pool_slots(
 
 
 async def work_queue_slots(
-    conn: AsyncConnection, queue_id: uuid.UUID, *, page: int, limit: int
+    conn: Connection, queue_id: uuid.UUID, *, page: int, limit: int
 ) -> dict[str, Any]:
     """A page of the queue's slot holders, oldest id first, and their total."""
     queue = (

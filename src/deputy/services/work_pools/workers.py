@@ -91,7 +91,7 @@ from deputy.services.work_pools.pools import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from deputy.db.connection import Connection
 
 WORKER_NOT_FOUND = "Worker not found."
 
@@ -115,7 +115,7 @@ wk = t.worker
 _READ_POOL = select(wp.c.id, wp.c.status).where(wp.c.name == bindparam("name"))
 
 
-async def _pool_by_name(conn: AsyncConnection, name: str) -> Any:
+async def _pool_by_name(conn: Connection, name: str) -> Any:
     row = (await conn.execute(_READ_POOL, {"name": name})).first()
     if row is None:
         raise pool_not_found(name)
@@ -132,7 +132,7 @@ def _pool_status_values(status: WorkPoolStatus, timestamp: dt.datetime) -> dict[
 
 
 async def worker_heartbeat(
-    conn: AsyncConnection,
+    conn: Connection,
     pool_name: str,
     name: str,
     heartbeat_interval_seconds: int | None,
@@ -190,7 +190,7 @@ def worker_clause(flt: WorkerFilter) -> ColumnElement[bool]:
 
 
 async def read_workers(
-    conn: AsyncConnection,
+    conn: Connection,
     pool_name: str,
     flt: WorkerFilter | None,
     *,
@@ -211,7 +211,7 @@ async def read_workers(
     return list((await conn.execute(query)).all())
 
 
-async def delete_worker(conn: AsyncConnection, pool_name: str, name: str) -> None:
+async def delete_worker(conn: Connection, pool_name: str, name: str) -> None:
     """Delete a pool's worker; 404 for an unknown pool, then for an unknown worker. The pool's
     status follows at the next :func:`mark_offline_workers`, as in Prefect."""
     pool = await _pool_by_name(conn, pool_name)
@@ -223,7 +223,7 @@ async def delete_worker(conn: AsyncConnection, pool_name: str, name: str) -> Non
 # --- the service loop's steps -------------------------------------------------------------
 
 
-def _seconds_since_heartbeat(conn: AsyncConnection, moment: dt.datetime) -> ColumnElement[Any]:
+def _seconds_since_heartbeat(conn: Connection, moment: dt.datetime) -> ColumnElement[Any]:
     """Seconds from a worker's last heartbeat to ``moment``, computed by the database."""
     at = bindparam("moment", moment, type_=t.worker.c.last_heartbeat_time.type)
     if is_postgres(conn):
@@ -232,7 +232,7 @@ def _seconds_since_heartbeat(conn: AsyncConnection, moment: dt.datetime) -> Colu
     return (func.julianday(at) - func.julianday(wk.c.last_heartbeat_time)) * 86400.0
 
 
-async def mark_offline_workers(conn: AsyncConnection, now: dt.datetime) -> int:
+async def mark_offline_workers(conn: Connection, now: dt.datetime) -> int:
     """Turn ONLINE workers OFFLINE when their last heartbeat is older than
     ``INACTIVITY_HEARTBEAT_MULTIPLE`` times their interval (one UPDATE); then turn READY pools
     left without an ONLINE worker NOT_READY (one more UPDATE). Returns the workers marked.
@@ -257,7 +257,7 @@ async def mark_offline_workers(conn: AsyncConnection, now: dt.datetime) -> int:
     return int(result.rowcount or 0)
 
 
-async def mark_unpolled_not_ready(conn: AsyncConnection, now: dt.datetime) -> int:
+async def mark_unpolled_not_ready(conn: Connection, now: dt.datetime) -> int:
     """Turn READY queues not polled for ``LAST_POLLED_TIMEOUT`` NOT_READY, and READY
     deployments whose own and whose queue's last poll are that old. Two UPDATEs; returns
     the rows changed."""
@@ -341,7 +341,7 @@ def _needs_poll_mark(queue: Any, stale_before: dt.datetime) -> bool:
 
 
 async def _mark_queues_polled(
-    conn: AsyncConnection, queues: Sequence[Any], timestamp: dt.datetime
+    conn: Connection, queues: Sequence[Any], timestamp: dt.datetime
 ) -> None:
     """``last_polled`` (and NOT_READY → READY) for the queues that need it, then READY for
     their deployments that need it. Nothing at all when every queue was marked recently."""
@@ -499,7 +499,7 @@ class _Poll:
 
 
 async def _read_pool_and_queues(
-    conn: AsyncConnection, pool_name: str, queue_names: list[str] | None
+    conn: Connection, pool_name: str, queue_names: list[str] | None
 ) -> _Poll:
     if queue_names:
         rows = (
@@ -522,7 +522,7 @@ async def _read_pool_and_queues(
 
 
 async def get_scheduled_flow_runs(
-    conn: AsyncConnection,
+    conn: Connection,
     pool_name: str,
     *,
     queue_names: list[str] | None,
@@ -546,7 +546,7 @@ async def get_scheduled_flow_runs(
 
 
 async def _scheduled_runs(
-    conn: AsyncConnection,
+    conn: Connection,
     poll: _Poll,
     before: dt.datetime | None,
     after: dt.datetime | None,
@@ -632,7 +632,7 @@ async def _scheduled_runs(
 
 
 async def read_work_queue_runs(
-    conn: AsyncConnection,
+    conn: Connection,
     queue_id: uuid.UUID,
     *,
     scheduled_before: dt.datetime | None,
@@ -688,7 +688,7 @@ async def read_work_queue_runs(
 
 
 async def get_scheduled_flow_runs_for_deployments(
-    conn: AsyncConnection,
+    conn: Connection,
     deployment_ids: list[uuid.UUID],
     *,
     scheduled_before: dt.datetime | None,
