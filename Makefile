@@ -40,12 +40,12 @@ test: $(STAMP) $(PREFECT_STAMP) ## Run every test on SQLite, then on a throwaway
 test-sqlite: $(STAMP) $(PREFECT_STAMP) ## Run every test on SQLite only
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff (lint and format) and mypy --strict over src and tests
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-check: lint test ## What CI runs: lint, then every test
+check: lint test ## What CI runs (.ci/run): lint, then every test
 
 bench: $(STAMP) ## Benchmark deputy against Prefect 3.9.1 (bench/README.md; BENCH_ARGS=--quick)
 	$(COMPILE)

@@ -30,6 +30,20 @@ async def create_work_pool(client: httpx.AsyncClient, **fields: Any) -> dict[str
     return result
 
 
+async def create_queue(client: httpx.AsyncClient, pool: str, **fields: Any) -> dict[str, Any]:
+    response = await client.post(f"/work_pools/{pool}/queues", json=fields)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def queues_of(client: httpx.AsyncClient, pool: str) -> list[dict[str, Any]]:
+    response = await client.post(f"/work_pools/{pool}/queues/filter", json={})
+    assert response.status_code == 200, response.text
+    result: list[dict[str, Any]] = response.json()
+    return result
+
+
 async def create_deployment(
     client: httpx.AsyncClient, flow: dict[str, Any] | None = None, **fields: Any
 ) -> dict[str, Any]:

@@ -38,7 +38,8 @@ def _flow_count(home: Path) -> int:
 def test_help_names_every_command(tmp_path: Path) -> None:
     top = _deputy(tmp_path, "--help")
     assert top.returncode == 0
-    assert "server" in top.stdout and "db" in top.stdout
+    assert "server" in top.stdout
+    assert "db" in top.stdout
     start = _deputy(tmp_path, "server", "start", "--help")
     assert start.returncode == 0
     assert all(option in start.stdout for option in ("--host", "--port", "--log-level"))
@@ -47,7 +48,8 @@ def test_help_names_every_command(tmp_path: Path) -> None:
 def test_a_group_without_a_command_prints_its_help_and_fails(tmp_path: Path) -> None:
     result = _deputy(tmp_path, "db")
     assert result.returncode == 2
-    assert "upgrade" in result.stdout and "reset" in result.stdout
+    assert "upgrade" in result.stdout
+    assert "reset" in result.stdout
 
 
 def test_bad_arguments_are_refused_with_usage(tmp_path: Path) -> None:
@@ -73,7 +75,8 @@ def test_db_reset_asks_first_and_deletes_only_when_told(tmp_path: Path) -> None:
 
     declined = _deputy(tmp_path, "db", "reset", stdin="n\n")
     assert declined.returncode == 1
-    assert "Continue?" in declined.stdout and "Aborted" in declined.stderr
+    assert "Continue?" in declined.stdout
+    assert "Aborted" in declined.stderr
     assert _flow_count(tmp_path) == 1
 
     assert _deputy(tmp_path, "db", "reset", stdin="y\n").returncode == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -249,11 +250,10 @@ def test_two_replicas_scheduling_and_editing_at_once_make_one_run_per_slot(
 ) -> None:
     """Both replicas run the scheduler every 0.2 s on every-second schedules (so each pass has
     work) while schedules are edited through both: no duplicate, no failed pass, no 5xx."""
-    fast = {"scheduler_interval_seconds": "0.2", "scheduler_min_runs": "20"}
-    with (
-        deputy_server(tmp_path, database_url, **fast) as first,
-        deputy_server(tmp_path, database_url, **fast) as second,
-    ):
+    fast = functools.partial(
+        deputy_server, scheduler_interval_seconds="0.2", scheduler_min_runs="20"
+    )
+    with fast(tmp_path, database_url) as first, fast(tmp_path, database_url) as second:
         urls = [first.url, second.url]
         with httpx.Client(base_url=first.url, timeout=30) as client:
             flow = client.post("/flows/", json={"name": "ticking"}).json()

@@ -142,8 +142,8 @@ def test_mixed_load_on_two_processes_never_fails(tmp_path: Path, database_url: s
         async def load() -> tuple[list[httpx.Response], list[Counter[int]]]:
             creates = _post_many(urls, path, [{} for _ in range(200)], 16)
             workers = [_worker_loop(url, "local", 15) for url in urls for _ in range(2)]
-            results = await asyncio.gather(creates, *workers)
-            return results[0], list(results[1:])
+            created, statuses = await asyncio.gather(creates, asyncio.gather(*workers))
+            return created, statuses
 
         created, worker_statuses = asyncio.run(load())
         count = httpx.post(f"{first.url}/flow_runs/count", json={}).json()

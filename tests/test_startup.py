@@ -112,10 +112,10 @@ def test_the_lazy_modules_load_when_first_needed() -> None:
     """The other side: the code that needs them still finds them."""
     modules = _modules_after(
         """
-        from deputy.services.flow_runs import create as create_flow_run
+        from deputy.services.names import generate_run_name
         from deputy.parameters import hydration
         from deputy.parameters import schema as parameter_schema
-        create_flow_run.generate_run_name()
+        generate_run_name()
         hydration.render_template("{{ 1 + 1 }}")
         parameter_schema.validate_parameters({"x": 1}, {"properties": {"x": {"type": "integer"}}})
 
@@ -145,6 +145,7 @@ def test_the_server_process_leaves_out_what_serving_does_not_need(tmp_path: Path
         """
     )
     assert (tmp_path / "deputy.db").exists()
-    assert _loaded(modules, "uvicorn") and _loaded(modules, "fastapi")
+    assert _loaded(modules, "uvicorn")
+    assert _loaded(modules, "fastapi")
     left_out = ("typer", "pydantic_settings", "pydantic.v1", "websockets", "encodings.idna")
     assert [name for name in (*LAZY_MODULES, *left_out) if _loaded(modules, name)] == []

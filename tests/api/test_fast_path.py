@@ -1,7 +1,8 @@
 """The create_flow_run fast path (``deputy.api.fast_path``) answers what the FastAPI route
 answers.
 
-Every request is sent twice, with the fast path on and off. Refusals must be the same bytes;
+Every request is sent twice, to the app and to one built with the fast path off. Refusals must
+be the same bytes;
 created runs the same JSON once the values that differ from run to run (ids, names, times) are
 masked. Each case also says which way it must take: served by the fast path, or handed on to
 the route before any side effect.
@@ -10,14 +11,22 @@ the route before any side effect.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import Mount
+from starlette.types import Message, Receive, Scope, Send
 
-from deputy.api import fast_path
+from deputy.api import deployments, fast_path
+from deputy.app import create_api_app
+from deputy.db.engine import Database
 from deputy.schemas.deployments import DeploymentFlowRunCreate
+from deputy.settings import Settings
 from factories import create_deployment, create_work_pool
 
 #: Values that differ between two runs created alike.
@@ -45,7 +54,7 @@ def masked(value: Any) -> Any:
 
 
 @pytest.fixture
-def ways(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def ways(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Which way each fast-path-enabled request took: "served" or "handed on"."""
     taken: list[str] = []
     validate = fast_path._valid_request
@@ -56,21 +65,29 @@ def ways(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return request
 
     monkeypatch.setattr(fast_path, "_valid_request", recording)
-    yield taken
+    return taken
 
 
 BothWays = Callable[..., Awaitable[tuple[httpx.Response, httpx.Response]]]
 
 
 @pytest.fixture
-def both_ways(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> BothWays:
+async def routed_client(settings: Settings, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the same database through an app without the fast path, mounted alike."""
+    root = FastAPI(openapi_url=None)
+    root.mount("/api", create_api_app(settings, database, fast_path=False))
+    transport = httpx.ASGITransport(app=root)
+    async with httpx.AsyncClient(transport=transport, base_url="http://deputy.test/api") as c:
+        yield c
+
+
+@pytest.fixture
+def both_ways(client: httpx.AsyncClient, routed_client: httpx.AsyncClient) -> BothWays:
     """``await both_ways(url, **request)``: the answers with the fast path on, then off."""
 
     async def send(url: str, **request: Any) -> tuple[httpx.Response, httpx.Response]:
         fast = await client.post(url, **request)
-        with monkeypatch.context() as patch:
-            patch.setattr(fast_path, "ENABLED", False)
-            routed = await client.post(url, **request)
+        routed = await routed_client.post(url, **request)
         assert fast.status_code == routed.status_code, (fast.text, routed.text)
         assert fast.headers.get("content-type") == routed.headers.get("content-type")
         return fast, routed
@@ -209,19 +226,19 @@ async def test_no_content_type_and_a_dashless_id_are_served_as_by_the_route(
 
 async def test_a_client_gone_before_its_body_is_not_answered() -> None:
     """Neither served nor handed on: the route would only fail to read the body."""
-    handed_on: list[dict[str, Any]] = []
-    sent: list[dict[str, Any]] = []
+    handed_on: list[Scope] = []
+    sent: list[Message] = []
 
-    async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
         handed_on.append(scope)
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
+    scope: Scope = {
         "type": "http",
         "method": "POST",
         "path": f"/deployments/{uuid.uuid4()}/create_flow_run",
@@ -229,3 +246,55 @@ async def test_a_client_gone_before_its_body_is_not_answered() -> None:
     }
     await fast_path.CreateFlowRunFastPath(route)(scope, receive, send)
     assert (handed_on, sent) == ([], [])
+
+
+def _resolved(dependant: Dependant) -> set[str]:
+    """What FastAPI resolves for a route: each parameter by kind, each dependency by its
+    function, and the special parameters (request, response, ...), recursively."""
+    found = {
+        f"{kind} {param.name}"
+        for kind, params in (
+            ("path", dependant.path_params),
+            ("query", dependant.query_params),
+            ("header", dependant.header_params),
+            ("cookie", dependant.cookie_params),
+            ("body", dependant.body_params),
+        )
+        for param in params
+    }
+    specials = {
+        "request": dependant.request_param_name,
+        "websocket": dependant.websocket_param_name,
+        "http_connection": dependant.http_connection_param_name,
+        "response": dependant.response_param_name,
+        "background_tasks": dependant.background_tasks_param_name,
+        "security_scopes": dependant.security_scopes_param_name,
+    }
+    found |= {f"special {kind}" for kind, name in specials.items() if name is not None}
+    for sub in dependant.dependencies:
+        found.add(f"depends {getattr(sub.call, '__name__', sub.call)}")
+        found |= _resolved(sub)
+    return found
+
+
+def test_the_route_takes_only_what_the_fast_path_copies(app: FastAPI) -> None:
+    """The fast path runs no route dependency: it reads the id and the body and calls
+    ``created_by_from`` itself. A parameter or dependency added to the route, its router or
+    the app fails this test until the fast path does the same; then it is added here."""
+    (api,) = (route.app for route in app.routes if isinstance(route, Mount))
+    assert isinstance(api, FastAPI)
+    assert (api.router.dependencies, deployments.router.dependencies) == ([], [])
+    (route,) = (
+        route
+        for route in deployments.router.routes
+        if isinstance(route, APIRoute)
+        and route.path_format == "/deployments/{id}/create_flow_run"
+        and route.methods == {"POST"}
+    )
+    assert _resolved(route.dependant) == {
+        "path id",
+        "body body",
+        "depends get_database",  # the fast path uses the app's database
+        "depends get_created_by",  # created_by_from(headers)
+        "special request",  # what both dependencies read
+    }

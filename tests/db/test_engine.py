@@ -69,7 +69,7 @@ async def test_a_failing_first_writer_does_not_lose_the_writers_behind_it(
         failing(), good("a"), good("b"), good("c"), return_exceptions=True
     )
     assert isinstance(results[0], Exception)
-    assert results[1:] == [None, None, None]
+    assert list(results[1:]) == [None, None, None]
     other = Database(settings)
     try:
         async with other.read() as conn:

@@ -10,6 +10,7 @@ renders (``deputy.db.wire.rendered_runs``); its expressions are also checked one
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 import uuid
@@ -29,7 +30,7 @@ from deputy.db.engine import Database
 from deputy.db.wire import rows as wire_rows
 from deputy.db.wire import sqlite_json
 from deputy.services.flow_runs import read as flow_runs_service
-from deputy.services.work_pools import workers as workers_service
+from deputy.services.work_pools import polls as polls_service
 from factories import create_deployment, create_work_pool
 
 NOW = dt.datetime(2030, 6, 1, 12, 0, 0, 250_000, tzinfo=dt.UTC)
@@ -38,7 +39,7 @@ UTC = dt.UTC
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers_service, "utc_now", lambda: NOW)
+    monkeypatch.setattr(polls_service, "now", lambda: NOW)
     monkeypatch.setattr(flow_runs_service, "now", lambda: NOW)
 
 
@@ -206,7 +207,7 @@ async def test_worker_poll_answers_the_same(
         {"scheduled_before": "2030-01-01T00:00:00Z", "scheduled_after": "2019-01-01T00:00:00Z"},
     ]
     for body in bodies:
-        fast, decoded = await both_ways(monkeypatch, lambda b=body: client.post(url, json=b))
+        fast, decoded = await both_ways(monkeypatch, functools.partial(client.post, url, json=body))
         assert fast.json(), body
         assert fast.content == decoded.content, body
     # A policy stored without its defaults is answered with them, as Prefect's FlowRunPolicy.
@@ -254,7 +255,7 @@ async def test_flow_run_filter_and_read_answer_the_same(
         {**main_runs, "flow_runs": {"state": {"type": {"any_": ["RUNNING", "COMPLETED"]}}}},
     ):
         fast, decoded = await both_ways(
-            monkeypatch, lambda b=body: client.post("/flow_runs/filter", json=b)
+            monkeypatch, functools.partial(client.post, "/flow_runs/filter", json=body)
         )
         assert fast.json(), body
         assert fast.content == decoded.content, body
@@ -263,7 +264,7 @@ async def test_flow_run_filter_and_read_answer_the_same(
     assert ordered(fast.content) == ordered(decoded.content)
     for key in ("future", "late", "retrying", "running", "done", "stateless"):
         url = f"/flow_runs/{made[key]['id']}"
-        fast, decoded = await both_ways(monkeypatch, lambda u=url: client.get(u))
+        fast, decoded = await both_ways(monkeypatch, functools.partial(client.get, url))
         assert fast.content == decoded.content, key
 
 

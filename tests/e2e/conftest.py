@@ -104,15 +104,16 @@ class PrefectEnv:
 
     def start(self, *args: str, log: str) -> subprocess.Popen[str]:
         """A long-running Prefect process (a worker, a served flow); stop it with ``stop``."""
-        out = (self.home / log).open("w")
-        return subprocess.Popen(
-            [str(PREFECT_VENV / "bin" / args[0]), *args[1:]],
-            env=self.env,
-            cwd=self.flows,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        # The child writes to its own copy of the descriptor; ours is closed once it started.
+        with (self.home / log).open("w") as out:
+            return subprocess.Popen(
+                [str(PREFECT_VENV / "bin" / args[0]), *args[1:]],
+                env=self.env,
+                cwd=self.flows,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
 
     def log(self, name: str) -> str:
         return (self.home / name).read_text()

@@ -307,7 +307,8 @@ def test_journey_9_schedules_from_the_sdk_and_cli(prefect: PrefectEnv, worker: N
     assert added.returncode == 0, added.stdout + added.stderr
     slots = [run["expected_start_time"] for run in _auto_runs(prefect, deployment_id)]
     # Three daily and three hourly runs, one slot per time: an hourly run may fall on 09:00.
-    assert len(slots) == len(set(slots)) and len(slots) >= 5, slots
+    assert len(slots) == len(set(slots)), slots
+    assert len(slots) >= 5, slots
 
     schedules = prefect.python(
         f"""
@@ -332,7 +333,8 @@ def test_journey_9_schedules_from_the_sdk_and_cli(prefect: PrefectEnv, worker: N
     assert schedules == [True, False, [False, True]]
     runs = _auto_runs(prefect, deployment_id)
     # Only the hourly schedule is active now: its runs stay, the cron's are gone.
-    assert runs and all(run["expected_start_time"][14:] == "00:00Z" for run in runs), runs
+    assert runs
+    assert all(run["expected_start_time"][14:] == "00:00Z" for run in runs), runs
     assert {run["created_by"]["display_value"] for run in runs} == {"IntervalSchedule"}
 
 
@@ -377,11 +379,14 @@ def test_journey_10_a_flow_reports_artifacts_and_the_cli_lists_them(
     listed = prefect.cli("artifact", "ls")
     output = listed.stdout + listed.stderr
     assert listed.returncode == 0, output
-    assert key in output and f"{key}-rows" in output, output
+    assert key in output, output
+    assert f"{key}-rows" in output, output
     inspected = prefect.cli("artifact", "inspect", key)
     output = inspected.stdout + inspected.stderr
     assert inspected.returncode == 0, output
-    assert "# second" in output and "# first" in output, output  # every version, newest first
+    # every version, newest first
+    assert "# second" in output, output
+    assert "# first" in output, output
     assert_no_server_complaints(output)
 
 

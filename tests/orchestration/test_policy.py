@@ -15,19 +15,14 @@ from typing import Any
 
 import pytest
 
-from deputy.orchestration.policy import (
+from deputy.orchestration.flow_context import (
     CONCURRENCY_SLOT_WAIT_SECONDS,
-    CurrentState,
-    Decision,
     DeploymentSlots,
-    Effects,
     RunView,
-    StateDraft,
-    Status,
     Transition,
-    decide,
-    needs_slots,
 )
+from deputy.orchestration.policy import decide, needs_slots
+from deputy.orchestration.states import CurrentState, Decision, Effects, StateDraft, Status
 from deputy.schemas.core import FlowRunPolicy, StateType, dump_policy
 
 S = StateType

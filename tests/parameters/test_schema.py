@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -75,14 +74,13 @@ def run_error(parameters: Any, schema: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("schema validation tried to use the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    yield
 
 
 # --- flow-run path: messages --------------------------------------------------------------

@@ -200,7 +200,8 @@ async def test_logs_out_closes_without_a_filter_message(app: FastAPI) -> None:
             await websocket.send(json.dumps({"type": "filter", "filter": {"nope": 1}}))
             code, reason = await closed_with(websocket)
             assert code == 1002
-            assert reason is not None and reason.startswith("Invalid filter: ")
+            assert reason is not None
+            assert reason.startswith("Invalid filter: ")
         async with prefect_socket(f"{base}/logs/out", auth=False) as websocket:
             await websocket.send(json.dumps({"type": "filter", "filter": {}}))
             assert await closed_with(websocket) == (1008, "Expected 'auth' message")

@@ -18,14 +18,14 @@ from sqlalchemy import func, select, update
 from databases import counted_statements
 from deputy.db import tables as t
 from deputy.db.engine import Database
-from deputy.services import schedules
+from deputy.services import scheduler
 from deputy.services.common import now
 from deputy.settings import Settings
 from factories import create_deployment, create_work_pool
 
 HOURLY = {"interval": 3600, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "UTC"}
 HALF_HOURLY = {"interval": 1800, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "UTC"}
-DEFAULT = schedules.Horizon()
+DEFAULT = scheduler.Horizon()
 
 
 def _hours_ahead(count: int, step: dt.timedelta = dt.timedelta(hours=1)) -> list[dt.datetime]:
@@ -197,7 +197,7 @@ async def test_pausing_removes_waiting_auto_runs_and_resuming_plans_from_now(
     assert (await client.get(base)).json()["paused"] is True
     # A scheduler pass leaves a paused deployment alone.
     await _make_due(database, deployment["id"])
-    assert await schedules.run_scheduler(database, DEFAULT, batch=100) == 0
+    assert await scheduler.run_scheduler(database, DEFAULT, batch=100) == 0
 
     assert (await client.post(f"{base}/resume_deployment")).status_code == 200
     auto = [r for r in await _runs(client, deployment["id"]) if r["auto_scheduled"]]
@@ -234,7 +234,8 @@ async def test_a_patch_with_slugs_updates_schedules_in_place(client: httpx.Async
     renamed = {"schedules": [{"slug": "c", "replaces": "a"}, {"slug": "b"}]}
     assert (await client.patch(url, json=renamed)).status_code == 204
     read = {s["slug"]: s for s in (await client.get(url)).json()["schedules"]}
-    assert read["c"]["id"] == original["id"] and set(read) == {"b", "c"}
+    assert read["c"]["id"] == original["id"]
+    assert set(read) == {"b", "c"}
 
     unslugged = await client.patch(url, json={"schedules": [{"schedule": HOURLY}]})
     assert unslugged.status_code == 422
@@ -307,7 +308,7 @@ async def test_an_idle_scheduler_pass_is_one_query_however_many_deployments(
     for _ in range(30):
         await _scheduled_deployment(client)
     with counted_statements(database) as statements:
-        assert await schedules.run_scheduler(database, DEFAULT, batch=100) == 0
+        assert await scheduler.run_scheduler(database, DEFAULT, batch=100) == 0
     assert len(statements) == 1, statements
 
 
@@ -315,12 +316,12 @@ async def test_the_scheduler_tops_up_a_schedule_when_its_refill_time_comes(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     deployment = await _scheduled_deployment(client)
-    more = schedules.Horizon(min_runs=10, max_runs=100)
-    assert await schedules.run_scheduler(database, more, batch=100) == 0  # not due yet
+    more = scheduler.Horizon(min_runs=10, max_runs=100)
+    assert await scheduler.run_scheduler(database, more, batch=100) == 0  # not due yet
     await _make_due(database, deployment["id"])
-    assert await schedules.run_scheduler(database, more, batch=100) == 7
+    assert await scheduler.run_scheduler(database, more, batch=100) == 7
     assert await _slots(client, deployment["id"]) == _hours_ahead(10)
-    assert await schedules.run_scheduler(database, more, batch=100) == 0  # refill moved on
+    assert await scheduler.run_scheduler(database, more, batch=100) == 0  # refill moved on
 
 
 async def test_two_scheduler_loops_at_once_never_duplicate_a_run(
@@ -331,11 +332,11 @@ async def test_two_scheduler_loops_at_once_never_duplicate_a_run(
         await _make_due(database, deployment["id"])
     before = await _count_runs(database)
     other = Database(settings)  # a second server process on the same database
-    more = schedules.Horizon(min_runs=10, max_runs=100)
+    more = scheduler.Horizon(min_runs=10, max_runs=100)
     try:
         inserted = await asyncio.gather(
-            schedules.run_scheduler(database, more, batch=100),
-            schedules.run_scheduler(other, more, batch=100),
+            scheduler.run_scheduler(database, more, batch=100),
+            scheduler.run_scheduler(other, more, batch=100),
         )
     finally:
         await other.dispose()
@@ -354,7 +355,7 @@ async def test_edits_racing_scheduler_passes_leave_exactly_the_current_plan(
     (schedule,) = deployment["schedules"]
     url = f"/deployments/{deployment['id']}/schedules/{schedule['id']}"
     other = Database(settings)
-    more = schedules.Horizon(min_runs=6, max_runs=100)
+    more = scheduler.Horizon(min_runs=6, max_runs=100)
 
     async def edits() -> None:
         for index in range(12):
@@ -364,7 +365,7 @@ async def test_edits_racing_scheduler_passes_leave_exactly_the_current_plan(
     async def passes() -> None:
         for _ in range(12):
             await _make_due(other, deployment["id"])
-            await schedules.run_scheduler(other, more, batch=100)
+            await scheduler.run_scheduler(other, more, batch=100)
 
     try:
         await asyncio.gather(edits(), passes())
@@ -402,7 +403,7 @@ async def test_a_schedule_that_cannot_be_computed_makes_no_runs_and_no_500(
     runs = await _runs(client, deployment["id"])
     assert {r["created_by"]["display_value"] for r in runs} == {"ok"}
     await _make_due(database, deployment["id"])
-    assert await schedules.run_scheduler(database, DEFAULT, batch=100) == 0
+    assert await scheduler.run_scheduler(database, DEFAULT, batch=100) == 0
 
 
 async def test_hostile_schedule_inputs_get_a_4xx_or_nothing_never_a_500(

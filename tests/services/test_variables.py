@@ -105,7 +105,8 @@ async def test_create_echoes_the_value_as_sent_while_sqlite_reads_1_0_back_as_1(
     created = await create_variable(client, value=1.0)
     assert isinstance(created["value"], float)
     read = (await client.get(f"/variables/{created['id']}")).json()
-    assert read["value"] == 1 and isinstance(read["value"], int)
+    assert read["value"] == 1
+    assert isinstance(read["value"], int)
 
 
 async def test_create_variable_tags_default_to_empty(client: httpx.AsyncClient) -> None:
@@ -471,6 +472,7 @@ async def test_filter_ignores_unknown_top_level_keys_but_refuses_unknown_filter_
 ) -> None:
     await _seed(client)
     assert await _names(client, {"bogus": 1, "limit": 1}) == ["a_one"]
+    body: dict[str, Any]
     for body in (
         {"variables": {"bogus": 1}},
         {"variables": {"tags": {"any_": ["y"]}}},

@@ -10,7 +10,7 @@ from fastapi import Body, Path, Response, status
 
 from deputy.api.deps import DatabaseDep
 from deputy.api.responses import FastRouter, JSONResponse, json_response
-from deputy.orchestration.policy import DEFAULT_LEASE_SECONDS
+from deputy.orchestration.flow_context import DEFAULT_LEASE_SECONDS
 from deputy.schemas.concurrency_limits import (
     ConcurrencyLeaseHolder,
     ConcurrencyLimit,

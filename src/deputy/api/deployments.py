@@ -7,11 +7,10 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Path, Response, status
-from sqlalchemy.exc import IntegrityError
 
 from deputy.api.deps import CreatedByDep, DatabaseDep, HorizonDep, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
-from deputy.errors import INTEGRITY_CONFLICT, BadRequest, DeputyError, NotFound
+from deputy.errors import BadRequest
 from deputy.schemas.deployments import (
     DeploymentCreate,
     DeploymentFilterBody,
@@ -31,17 +30,16 @@ from deputy.schemas.schedules import (
     DeploymentScheduleUpdate,
 )
 from deputy.schemas.workers import DeploymentScheduledRunsBody
-from deputy.services import deployments, schedules
+from deputy.services import deployments, scheduler, schedules
 from deputy.services.common import page_limit, pagination
+from deputy.services.flow_runs import bulk
 from deputy.services.flow_runs import create as runs
-from deputy.services.work_pools import workers
+from deputy.services.work_pools import polls
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
 
 router = FastRouter(prefix="/deployments", tags=["Deployments"])
-
-MAX_BULK_RUNS = 100
 
 ScheduleIdPath = Annotated[uuid.UUID, Path(alias="schedule_id")]
 
@@ -64,10 +62,14 @@ async def create_flow_run_from_deployment(
     database: DatabaseDep,
     created_by: CreatedByDep,
 ) -> JSONResponse:
-    """Create a flow run from a deployment: 201 new, 200 for a replayed idempotency key."""
+    """Create a flow run from a deployment: 201 new, 200 for a replayed idempotency key.
+
+    Ordinary requests are served by ``api/fast_path.py`` before they reach FastAPI; this
+    route is the reference it copies, and answers whatever the fast path hands on.
+    """
     async with database.write() as conn:
         result = await runs.create_flow_run_from_deployment(conn, id, body, created_by=created_by)
-    return json_response(result.body, status_code=201 if result.created else 200)
+    return json_response(result.body, status_code=result.status_code)
 
 
 @router.post("/{id:uuid}/create_flow_run/bulk", response_model=DeploymentFlowRunBulkResponse)
@@ -78,29 +80,11 @@ async def create_flow_runs_from_deployment(
     created_by: CreatedByDep,
 ) -> JSONResponse:
     """Up to 100 runs in one transaction; each item succeeds or fails on its own, in order."""
-    if len(body) > MAX_BULK_RUNS:
-        raise BadRequest(f"Cannot create more than {MAX_BULK_RUNS} flow runs at once.")
-    results: list[dict[str, Any]] = []
+    if len(body) > bulk.MAX_BULK_RUNS:
+        raise BadRequest(f"Cannot create more than {bulk.MAX_BULK_RUNS} flow runs at once.")
     async with database.write() as conn:
-        deployment = await runs.read_deployment_for_runs(conn, id)
-        for item in body:
-            try:
-                async with conn.begin_nested():
-                    result = await runs.create_flow_run_for(
-                        conn, deployment, item, created_by=created_by
-                    )
-            except DeputyError as error:
-                results.append(_bulk_failure(error.message))
-                continue
-            except IntegrityError:
-                results.append(_bulk_failure(INTEGRITY_CONFLICT))
-                continue
-            results.append({"flow_run_id": result.body["id"], "status": "CREATED", "error": None})
+        results = await bulk.create_flow_runs_from_deployment(conn, id, body, created_by=created_by)
     return json_response({"results": results})
-
-
-def _bulk_failure(message: str) -> dict[str, Any]:
-    return {"flow_run_id": None, "status": "FAILED", "error": message}
 
 
 @router.post("/", response_model=DeploymentResponse, status_code=status.HTTP_201_CREATED)
@@ -223,14 +207,14 @@ async def schedule_deployment(
     """Create the runs of a window (in the past for a backfill), by Prefect's min/max rules;
     slots that already have a run are left alone. Values Prefect would fail on with a 500
     (a ``min_time`` beyond any date, astronomically many runs) are refused with a 422."""
-    horizon = schedules.Horizon(
+    horizon = scheduler.Horizon(
         min_runs=horizon.min_runs if min_runs is None else min_runs,
         max_runs=horizon.max_runs if max_runs is None else max_runs,
         min_time=horizon.min_time if min_time is None else dt.timedelta(seconds=min_time),
         max_time=horizon.max_time,
     )
     async with database.write() as conn:
-        await schedules.schedule_window(
+        await scheduler.schedule_window(
             conn, id, horizon, start=_utc(start_time), end=_utc(end_time)
         )
 
@@ -245,8 +229,7 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
 @router.get("/{id:uuid}/schedules", response_model=list[DeploymentSchedule])
 async def read_deployment_schedules(id: IdPath, database: DatabaseDep) -> JSONResponse:
     async with database.read() as conn:
-        await _require_deployment(conn, id)
-        rows = await schedules.read_schedules(conn, id)
+        rows = await schedules.read_deployment_schedules(conn, id)
     return json_response([schedule_to_wire(row) for row in rows])
 
 
@@ -263,9 +246,7 @@ async def create_deployment_schedules(
 ) -> JSONResponse:
     """Add schedules; their runs are created in the same transaction."""
     async with database.write() as conn:
-        await _require_deployment(conn, id)
-        rows = await schedules.add_schedules(conn, id, body)
-        await schedules.replan(conn, id, horizon)
+        rows = await schedules.create_deployment_schedules(conn, id, body, horizon)
     return json_response([schedule_to_wire(row) for row in rows], status_code=201)
 
 
@@ -279,10 +260,7 @@ async def update_deployment_schedule(
 ) -> Response:
     """Change a schedule; runs that no longer match are replaced in the same transaction."""
     async with database.write() as conn:
-        await _require_deployment(conn, id)
-        if not await schedules.update_schedule(conn, id, body, schedule_id=schedule_id):
-            raise NotFound(schedules.SCHEDULE_NOT_FOUND)
-        await schedules.replan(conn, id, horizon)
+        await schedules.update_deployment_schedule(conn, id, schedule_id, body, horizon)
     return Response(status_code=204)
 
 
@@ -293,15 +271,8 @@ async def delete_deployment_schedule(
     """Delete a schedule and, as Prefect does, the auto-scheduled runs still waiting (then
     the other schedules' future runs are planned again)."""
     async with database.write() as conn:
-        await _require_deployment(conn, id)
-        if not await schedules.delete_schedule(conn, id, schedule_id):
-            raise NotFound(schedules.SCHEDULE_NOT_FOUND)
-        await schedules.replan(conn, id, horizon, clear_late=True)
+        await schedules.delete_deployment_schedule(conn, id, schedule_id, horizon)
     return Response(status_code=204)
-
-
-async def _require_deployment(conn: Connection, deployment_id: uuid.UUID) -> None:
-    await deployments.read_deployment(conn, deployment_id, not_found=schedules.DEPLOYMENT_NOT_FOUND)
 
 
 @router.post("/get_scheduled_flow_runs", response_model=list[FlowRunResponse])
@@ -312,7 +283,7 @@ async def get_scheduled_flow_runs_for_deployments(
     deployments are marked READY and polled in the same transaction when due."""
     limit = page_limit(body.limit)
     async with database.write() as conn:
-        results = await workers.get_scheduled_flow_runs_for_deployments(
+        results = await polls.get_scheduled_flow_runs_for_deployments(
             conn, body.deployment_ids, scheduled_before=body.scheduled_before, limit=limit
         )
     return json_response(results)

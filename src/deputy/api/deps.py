@@ -17,18 +17,12 @@ from fastapi import Body, Depends, Path, Request
 from pydantic import BeforeValidator
 
 from deputy.db.engine import Database
-from deputy.services.schedules import Horizon
-from deputy.settings import Settings
+from deputy.services.scheduler import Horizon
 
 
 async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_horizon(request: Request) -> Horizon:
@@ -37,7 +31,6 @@ async def get_horizon(request: Request) -> Horizon:
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 HorizonDep = Annotated[Horizon, Depends(get_horizon)]
 
 #: A ``{id:uuid}`` path segment: a malformed id does not match the route (404, as Prefect).

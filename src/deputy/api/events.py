@@ -23,11 +23,11 @@ from deputy.schemas.events import (
     EventCountBody,
     EventFilter,
     EventFilterBody,
-    EventOrder,
     EventPage,
 )
 from deputy.services.common import now
 from deputy.services.events import storage as event_storage
+from deputy.services.events import stream as event_stream
 from deputy.services.events.bus import bus
 
 logger = logging.getLogger("deputy.api.events")
@@ -130,38 +130,12 @@ async def stream_events_out(websocket: WebSocket) -> None:
     except ValidationError as error:
         await sockets.close(websocket, sockets.WS_1002_PROTOCOL_ERROR, f"Invalid filter: {error}")
         return
-    wants_backfill = message.get("backfill", True) is not False
-    earliest = now() - event_storage.MAXIMUM_BACKFILL
-    flt.occurred.since = max(flt.occurred.since, earliest)
-    flt.order = EventOrder.ASC
-    database = _database(websocket)
-
-    async def send(event: dict[str, Any]) -> None:
-        await websocket.send_text(dumps({"type": "event", "event": event}).decode())
-
-    async with bus.subscribe(flt) as queue:
+    backfill = message.get("backfill", True) is not False
+    async with event_stream.watch(_database(websocket), flt, backfill=backfill) as events:
 
         async def send_all() -> None:
-            backfilled: set[Any] = set()
-            if wants_backfill:
-                async with database.read() as conn:
-                    page, _, token = await event_storage.query_events(
-                        conn, flt, event_storage.BACKFILL_PAGE_SIZE
-                    )
-                while True:
-                    for event in page:
-                        backfilled.add(event["id"])
-                        await send(event)
-                    if token is None:
-                        break
-                    async with database.read() as conn:
-                        page, _, token = await event_storage.query_next_page(conn, token)
-            while True:
-                event = await queue.get()
-                if event["id"] in backfilled:
-                    backfilled.discard(event["id"])
-                    continue
-                await send(event)
+            async for event in events:
+                await websocket.send_text(dumps({"type": "event", "event": event}).decode())
 
         await sockets.stream_until_disconnected(websocket, send_all)
 

@@ -25,33 +25,31 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.applications import Starlette
 from starlette.convertors import UUIDConvertor
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deputy.api.deps import created_by_from
 from deputy.api.responses import JSONResponse, parse_json, refuse_deep_nesting
 from deputy.schemas.deployments import DeploymentFlowRunCreate
 from deputy.services.flow_runs import create as runs
 
-#: Off, every request goes through FastAPI (the tests compare both ways).
-ENABLED = True
-
 #: The route's path, its id matched by Starlette's own ``uuid`` convertor.
 _PATH = re.compile(rf"/deployments/({UUIDConvertor.regex})/create_flow_run\Z")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-
 
 class CreateFlowRunFastPath:
-    """The middleware: see the module's documentation."""
+    """The middleware: see the module's documentation. ``enabled=False`` hands every
+    request to FastAPI (the tests compare both ways)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
+        self.enabled = enabled
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        match = _route_match(scope) if ENABLED else None
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _route_match(scope) if self.enabled else None
         if match is None:
             await self.app(scope, receive, send)
             return
@@ -79,7 +77,7 @@ class CreateFlowRunFastPath:
             if inspect.isawaitable(response):
                 response = await response
         else:
-            response = JSONResponse(result.body, status_code=201 if result.created else 200)
+            response = JSONResponse(result.body, status_code=result.status_code)
         await response(scope, receive, send)
 
 
@@ -101,7 +99,7 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
-async def _read_body(receive: Any) -> tuple[bytes, bool]:
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -124,20 +122,19 @@ def _valid_request(body: bytes) -> DeploymentFlowRunCreate | None:
         return None
 
 
-def _replaying(body: bytes, receive: Any) -> Any:
+def _replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands the body already read to the app, then defers to ``receive``."""
     pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replay() -> Message:
         if pending:
             return pending.pop()
-        message: Message = await receive()
-        return message
+        return await receive()
 
     return replay
 
 
-def _handler_for(app: Any, exc: Exception) -> Any:
+def _handler_for(app: Starlette, exc: Exception) -> Any:
     """The app's handler for ``exc`` as Starlette's exception middleware picks it; ``None``
     for the catch-all (``Exception``), which the server-error middleware applies."""
     handlers = app.exception_handlers

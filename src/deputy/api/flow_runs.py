@@ -42,7 +42,7 @@ async def create_flow_run(
     """Create a run of a flow (PENDING unless a state is given); 200 for a replayed key."""
     async with database.write() as conn:
         result = await run_creation.create_flow_run(conn, body, created_by=created_by)
-    return json_response(result.body, status_code=201 if result.created else 200)
+    return json_response(result.body, status_code=result.status_code)
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)

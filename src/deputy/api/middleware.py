@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from deputy.api.responses import dumps
 
 MINIMUM_API_VERSION = (0, 8, 0)
 _MINIMUM_TEXT = ".".join(map(str, MINIMUM_API_VERSION))
-
-Scope = dict[str, Any]
 
 
 class PrefectHeadersMiddleware:
@@ -19,10 +19,10 @@ class PrefectHeadersMiddleware:
     would not parse them, so ``application/json`` is assumed, as Prefect's server does.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -67,7 +67,7 @@ def _version_problem(version: str) -> str | None:
     return None
 
 
-async def _send_json(send: Any, status: int, content: Any) -> None:
+async def _send_json(send: Send, status: int, content: Any) -> None:
     body = dumps(content)
     await send(
         {

@@ -10,7 +10,7 @@ from deputy.api.deps import ClientVersionDep, DatabaseDep, ForceBody, IdPath
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import StateCreate
 from deputy.schemas.orchestration import OrchestrationResult
-from deputy.services.flow_runs import set_state
+from deputy.services.flow_runs import resume, set_state
 
 router = FastRouter(prefix="/flow_runs", tags=["Flow Runs"])
 
@@ -28,7 +28,7 @@ async def set_flow_run_state(
         result = await set_state.set_flow_run_state(
             conn, id, state, force=force, client_version=client_version
         )
-    return json_response(result.body, status_code=201 if result.written else 200)
+    return json_response(result.body, status_code=result.status_code)
 
 
 @router.post("/{id:uuid}/resume", response_model=OrchestrationResult)
@@ -40,5 +40,5 @@ async def resume_flow_run(
 ) -> JSONResponse:
     """Resume a paused run: RUNNING again, or SCHEDULED "Resuming" if it was suspended."""
     async with database.write() as conn:
-        result = await set_state.resume_flow_run(conn, id, run_input, client_version=client_version)
-    return json_response(result.body, status_code=201 if result.written else 200)
+        result = await resume.resume_flow_run(conn, id, run_input, client_version=client_version)
+    return json_response(result.body, status_code=result.status_code)

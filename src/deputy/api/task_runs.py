@@ -23,6 +23,7 @@ from deputy.schemas.task_runs import (
 )
 from deputy.services.common import page_limit, pagination
 from deputy.services.task_runs import crud as task_runs
+from deputy.services.task_runs import orchestrate
 
 router = FastRouter(prefix="/task_runs", tags=["Task Runs"])
 states_router = FastRouter(prefix="/task_run_states", tags=["Task Run States"])
@@ -34,7 +35,7 @@ async def create_task_run(body: TaskRunCreate, database: DatabaseDep) -> JSONRes
     the same flow run, task key and dynamic key: 200, unchanged."""
     async with database.write() as conn:
         result = await task_runs.create_task_run(conn, body)
-    return json_response(result.body, status_code=201 if result.created else 200)
+    return json_response(result.body, status_code=result.status_code)
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
@@ -102,8 +103,8 @@ async def set_task_run_state(
 ) -> JSONResponse:
     """Propose a state: 201 when a state was written, 200 when not (wait, abort, reject)."""
     async with database.write() as conn:
-        result = await task_runs.set_task_run_state(conn, id, state, force=force)
-    return json_response(result.body, status_code=201 if result.written else 200)
+        result = await orchestrate.set_task_run_state(conn, id, state, force=force)
+    return json_response(result.body, status_code=result.status_code)
 
 
 @states_router.get("/{id:uuid}", response_model=State)

@@ -39,9 +39,9 @@ from deputy.schemas.workers import (
     worker_to_wire,
 )
 from deputy.services.common import page_limit
+from deputy.services.work_pools import polls, queues, workers
 from deputy.services.work_pools import pools as work_pools
 from deputy.services.work_pools import slots as slot_status
-from deputy.services.work_pools import workers
 from deputy.services.work_pools.pools import DEFAULT_AGENT_POOL_NAME
 
 router = FastRouter(prefix="/work_pools", tags=["Work Pools"])
@@ -138,7 +138,7 @@ async def get_scheduled_flow_runs(
     body = body or WorkerScheduledRunsBody()
     limit = page_limit(body.limit)
     async with database.write() as conn:
-        results = await workers.get_scheduled_flow_runs(
+        results = await polls.get_scheduled_flow_runs(
             conn,
             name,
             queue_names=body.work_queue_names,
@@ -162,7 +162,7 @@ async def create_work_queue(
 ) -> JSONResponse:
     """Create a queue; a taken priority pushes the holder and those after it down."""
     async with database.write() as conn:
-        row = await work_pools.create_work_queue(conn, work_pool_name, body)
+        row = await queues.create_work_queue(conn, work_pool_name, body)
     return json_response(work_queue_to_wire(row, work_pool_name), status_code=201)
 
 
@@ -175,10 +175,10 @@ async def read_work_queues(
     body = body or WorkQueueFilterBody()
     limit = page_limit(body.limit)
     async with database.read() as conn:
-        rows = await work_pools.filter_pool_queues(
+        rows = await queues.filter_pool_queues(
             conn, work_pool_name, body.work_queues, offset=body.offset, limit=limit
         )
-        slots = await work_pools.queue_active_slots(conn, rows)
+        slots = await queues.queue_active_slots(conn, rows)
     return json_response([work_queue_to_wire(r, work_pool_name, slots.get(r.id)) for r in rows])
 
 
@@ -187,8 +187,8 @@ async def read_work_queue(
     work_pool_name: QueuePoolName, name: QueueName, database: DatabaseDep
 ) -> JSONResponse:
     async with database.read() as conn:
-        row = await work_pools.read_work_queue(conn, work_pool_name, name)
-        slots = await work_pools.queue_active_slots(conn, [row])
+        row = await queues.read_work_queue(conn, work_pool_name, name)
+        slots = await queues.queue_active_slots(conn, [row])
     return json_response(work_queue_to_wire(row, work_pool_name, slots.get(row.id)))
 
 
@@ -197,7 +197,7 @@ async def update_work_queue(
     work_pool_name: QueuePoolName, name: QueueName, body: WorkQueueUpdate, database: DatabaseDep
 ) -> Response:
     async with database.write() as conn:
-        await work_pools.update_work_queue(conn, work_pool_name, name, body)
+        await queues.update_work_queue(conn, work_pool_name, name, body)
     return Response(status_code=204)
 
 
@@ -206,7 +206,7 @@ async def delete_work_queue(
     work_pool_name: QueuePoolName, name: QueueName, database: DatabaseDep
 ) -> Response:
     async with database.write() as conn:
-        await work_pools.delete_work_queue(conn, work_pool_name, name)
+        await queues.delete_work_queue(conn, work_pool_name, name)
     return Response(status_code=204)
 
 
@@ -272,7 +272,7 @@ async def delete_worker(
 async def create_legacy_work_queue(body: WorkQueueCreate, database: DatabaseDep) -> JSONResponse:
     """A queue in ``default-agent-pool`` (``create_work_queue`` without a pool's name)."""
     async with database.write() as conn:
-        row = await work_pools.create_legacy_work_queue(conn, body)
+        row = await queues.create_legacy_work_queue(conn, body)
     return json_response(work_queue_to_wire(row, DEFAULT_AGENT_POOL_NAME), status_code=201)
 
 
@@ -281,21 +281,21 @@ async def update_work_queue_by_id(
     id: IdPath, body: WorkQueueUpdate, database: DatabaseDep
 ) -> Response:
     async with database.write() as conn:
-        await work_pools.update_work_queue_by_id(conn, id, body)
+        await queues.update_work_queue_by_id(conn, id, body)
     return Response(status_code=204)
 
 
 @work_queues_router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_work_queue_by_id(id: IdPath, database: DatabaseDep) -> Response:
     async with database.write() as conn:
-        await work_pools.delete_work_queue_by_id(conn, id)
+        await queues.delete_work_queue_by_id(conn, id)
     return Response(status_code=204)
 
 
 @work_queues_router.get("/{id:uuid}/status", response_model=WorkQueueStatusDetail)
 async def read_work_queue_status(id: IdPath, database: DatabaseDep) -> JSONResponse:
     async with database.read() as conn:
-        return json_response(await work_pools.read_work_queue_status(conn, id))
+        return json_response(await queues.read_work_queue_status(conn, id))
 
 
 @work_queues_router.post("/{id:uuid}/get_runs", response_model=list[FlowRunResponse])
@@ -308,7 +308,7 @@ async def read_work_queue_runs(
     """A queue's runs to start, as an agent polled them; the UI's look is not a poll."""
     body = body or WorkQueueRunsBody()
     async with database.read() if x_prefect_ui else database.write() as conn:
-        runs = await workers.read_work_queue_runs(
+        runs = await polls.read_work_queue_runs(
             conn,
             id,
             scheduled_before=body.scheduled_before,
@@ -339,10 +339,10 @@ async def filter_work_queues(
     body = body or WorkQueueFilterBody()
     limit = page_limit(body.limit)
     async with database.read() as conn:
-        found = await work_pools.filter_work_queues(
+        found = await queues.filter_work_queues(
             conn, body.work_queues, offset=body.offset, limit=limit
         )
-        slots = await work_pools.queue_active_slots(conn, [row for row, _ in found])
+        slots = await queues.queue_active_slots(conn, [row for row, _ in found])
     return json_response([work_queue_to_wire(row, pool, slots.get(row.id)) for row, pool in found])
 
 
@@ -350,14 +350,14 @@ async def filter_work_queues(
 async def read_work_queue_by_name(name: str, database: DatabaseDep) -> JSONResponse:
     """A legacy queue by name: the one in ``default-agent-pool``."""
     async with database.read() as conn:
-        row, pool_name = await work_pools.read_legacy_work_queue_by_name(conn, name)
-        slots = await work_pools.queue_active_slots(conn, [row])
+        row, pool_name = await queues.read_legacy_work_queue_by_name(conn, name)
+        slots = await queues.queue_active_slots(conn, [row])
     return json_response(work_queue_to_wire(row, pool_name, slots.get(row.id)))
 
 
 @work_queues_router.get("/{id:uuid}", response_model=WorkQueueResponse)
 async def read_work_queue_by_id(id: IdPath, database: DatabaseDep) -> JSONResponse:
     async with database.read() as conn:
-        row, pool_name = await work_pools.read_work_queue_by_id(conn, id)
-        slots = await work_pools.queue_active_slots(conn, [row])
+        row, pool_name = await queues.read_work_queue_by_id(conn, id)
+        slots = await queues.queue_active_slots(conn, [row])
     return json_response(work_queue_to_wire(row, pool_name, slots.get(row.id)))

@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 
 from deputy.db import postgres_connection
 from deputy.db.checkpoint import SAFETY_NET_PAGES, Checkpointer
+from deputy.db.errors import is_busy
 from deputy.db.tables import use_postgresql_options
 from deputy.db.types import read_json
 from deputy.settings import Settings
@@ -291,7 +292,7 @@ class Database:
                 return conn
             except OperationalError as error:
                 conn.close()
-                if not _is_busy(error) or time.monotonic() >= deadline:
+                if not is_busy(error) or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -312,11 +313,6 @@ class Database:
             if self._checkpointer is not None:
                 await asyncio.to_thread(self._checkpointer.stop)
             self.sync_engine.dispose()
-
-
-def _is_busy(error: OperationalError) -> bool:
-    message = str(error.orig).lower()
-    return "locked" in message or "busy" in message
 
 
 def _configure_sqlite(engine: Engine) -> None:

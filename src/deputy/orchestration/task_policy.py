@@ -15,9 +15,10 @@ Three policies, chosen as Prefect chooses them:
 - ``MINIMAL`` for ``force=true`` and a new run's first state (``MinimalTaskPolicy``): no
   rule, but tag slots are still given back on leaving RUNNING.
 
-As for flows, rules apply to the (from, to) state types of the transition as proposed; once
-a rule rejects into another type, waits or aborts, the rules after it "fizzle" (are skipped)
-and what the earlier ones set up is undone (a reset run count, a taken tag slot).
+As for flows (``work.py``), rules apply to the (from, to) state types of the transition as
+proposed; once a rule rejects into another type, waits or aborts, the rules after it "fizzle"
+(are skipped) and what the earlier ones set up is undone (a reset run count, a taken tag
+slot). The facts the rules read are in ``task_context.py``.
 """
 
 from __future__ import annotations
@@ -26,19 +27,13 @@ import datetime as dt
 import enum
 import math
 import random
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from deputy.orchestration.policy import (
-    CurrentState,
-    Decision,
-    StateDraft,
-    Status,
-    holds_stored_result,
-    seconds_until_scheduled,
-)
+from deputy.orchestration.flow_rules import prevent_pending_transitions
+from deputy.orchestration.states import StateDraft, holds_stored_result, seconds_until_scheduled
+from deputy.orchestration.task_context import TaskDecision, TaskEffects, TaskTransition, TaskWork
+from deputy.orchestration.work import Entry, apply_rules
 from deputy.schemas.core import TERMINAL_STATE_TYPES, StateType
 from deputy.schemas.task_runs import MAX_CACHE_KEY_LENGTH
 
@@ -71,152 +66,10 @@ def policy_for(details: dict[str, Any], *, force: bool) -> TaskPolicy:
     return TaskPolicy.MINIMAL if force else TaskPolicy.CORE
 
 
-@dataclass(frozen=True)
-class TaskRunView:
-    """The task-run fields the rules read."""
-
-    id: uuid.UUID
-    flow_run_id: uuid.UUID | None
-    tags: tuple[str, ...]
-    run_count: int
-    flow_run_run_count: int
-    empirical_policy: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FlowRunFacts:
-    """The enclosing flow run: its run count and current state."""
-
-    id: uuid.UUID
-    run_count: int
-    state_type: StateType | None
-    state_details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CachedState:
-    """The newest unexpired state cached under the proposed state's cache key."""
-
-    type: StateType
-    message: str | None
-    data: Any
-    details: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TagLimit:
-    """A ``tag:<name>`` global concurrency limit on one of the run's tags."""
-
-    id: uuid.UUID
-    tag: str
-    limit: int
-    active: bool
-    active_slots: int
-    avg_slot_occupancy_seconds: float = 0.0
-
-    @property
-    def has_free_slot(self) -> bool:
-        return self.active_slots + 1 <= self.limit
-
-
-@dataclass
-class TaskTransition:
-    run: TaskRunView
-    current: CurrentState | None
-    proposed: StateDraft
-    now: dt.datetime
-    flow_run: FlowRunFacts | None = None
-    cached: CachedState | None = None
-    tag_limits: tuple[TagLimit, ...] = ()
-    draw: Callable[[], float] = random.random
-
-
-@dataclass
-class TaskEffects:
-    """What the service must do in the same transaction if the decided state is written."""
-
-    #: Take one slot of each of these limits, each held by a lease for this run.
-    acquire_tag_slots: tuple[uuid.UUID, ...] = ()
-    #: Give back every tag slot this run holds.
-    release_tag_slots: bool = False
-    #: Record the written state under its ``cache_key``.
-    cache_state: bool = False
-    #: The run count the bookkeeping starts from (None: the run's own).
-    run_count: int | None = None
-    #: The flow run's run count, recorded on the task run.
-    flow_run_run_count: int | None = None
-
-
-@dataclass
-class TaskDecision(Decision):
-    task_effects: TaskEffects = field(default_factory=TaskEffects)
-
-
-# --- the working context passed between rules ----------------------------------------------
-
-
-@dataclass
-class _Work:
-    transition: TaskTransition
-    state: StateDraft | None
-    run_count: int
-    status: Status = Status.ACCEPT
-    reason: str | None = None
-    delay_seconds: int | None = None
-    keep_current: bool = False
-    terminal_reset: bool = False
-    acquire_tag_slots: tuple[uuid.UUID, ...] = ()
-
-    @property
-    def current(self) -> CurrentState:
-        assert self.transition.current is not None
-        return self.transition.current
-
-    @property
-    def proposed(self) -> StateDraft:
-        assert self.state is not None
-        return self.state
-
-    @property
-    def now(self) -> dt.datetime:
-        return self.transition.now
-
-    def reject(self, state: StateDraft | None, reason: str) -> None:
-        """Write ``state`` instead, or (None) keep the current state and write nothing."""
-        self.status, self.reason = Status.REJECT, reason
-        self.keep_current = state is None
-        self.state = state
-
-    def wait(self, seconds: int, reason: str) -> None:
-        self.status, self.reason, self.delay_seconds, self.state = (
-            Status.WAIT,
-            reason,
-            seconds,
-            None,
-        )
-
-    def abort(self, reason: str) -> None:
-        self.status, self.reason, self.state = Status.ABORT, reason, None
-
-    @property
-    def stopped(self) -> bool:
-        return self.state is None
-
-
-Rule = Callable[[_Work], None]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    rule: Rule
-    from_types: frozenset[StateType | None]
-    to_types: frozenset[StateType | None]
-
-
 # --- the rules --------------------------------------------------------------------------------
 
 
-def retrieve_cached_state(work: _Work) -> None:
+def retrieve_cached_state(work: TaskWork) -> None:
     """A cached COMPLETED state for the proposed cache key is used instead of running."""
     details = work.proposed.details
     cached = work.transition.cached
@@ -235,7 +88,7 @@ def retrieve_cached_state(work: _Work) -> None:
     )
 
 
-def handle_terminal_state_transitions(work: _Work) -> None:
+def handle_terminal_state_transitions(work: TaskWork) -> None:
     """A final task run never becomes CANCELLING/PAUSED/CRASHED nor leaves a COMPLETED state
     with a stored result; leaving a final state otherwise starts the retries over, and
     running again because the flow retried is named "Retrying"."""
@@ -258,7 +111,7 @@ def handle_terminal_state_transitions(work: _Work) -> None:
         proposed.name = "Retrying"
 
 
-def prevent_running_tasks_from_stopped_flows(work: _Work) -> None:
+def prevent_running_tasks_from_stopped_flows(work: TaskWork) -> None:
     """Tasks run only while their flow runs; in a paused flow they pause as "NotReady"."""
     flow_run = work.transition.flow_run
     if flow_run is None:
@@ -282,7 +135,7 @@ def prevent_running_tasks_from_stopped_flows(work: _Work) -> None:
         work.abort(FLOW_MUST_RUN)
 
 
-def secure_tag_concurrency_slots(work: _Work) -> None:
+def secure_tag_concurrency_slots(work: TaskWork) -> None:
     """Entering RUNNING takes a slot of every active ``tag:<name>`` limit on the run's tags,
     or waits (a random while, about the fullest limit's average occupancy) for all of them.
 
@@ -314,41 +167,26 @@ def secure_tag_concurrency_slots(work: _Work) -> None:
     )
 
 
-def prevent_pending_transitions(work: _Work) -> None:
-    """Background tasks are claimed once: only a renamed PENDING sub-state follows PENDING."""
-    proposed = work.proposed
-    current = work.current
-    if current.type == S.PENDING and current.name != proposed.name and proposed.name != "Pending":
-        proposed.details["scheduled_time"] = current.details.get("scheduled_time")
-        proposed.details["deployment_concurrency_lease_id"] = current.details.get(
-            "deployment_concurrency_lease_id"
-        )
-        return
-    work.abort(
-        f"This run is in a {current.type.value} state and cannot transition to a PENDING state."
-    )
-
-
-def copy_scheduled_time(work: _Work) -> None:
+def copy_scheduled_time(work: TaskWork) -> None:
     proposed = work.proposed
     if not proposed.details.get("scheduled_time"):
         proposed.details["scheduled_time"] = work.current.details.get("scheduled_time")
 
 
-def copy_task_parameters_id(work: _Work) -> None:
+def copy_task_parameters_id(work: TaskWork) -> None:
     proposed = work.proposed
     if not proposed.details.get("task_parameters_id"):
         proposed.details["task_parameters_id"] = work.current.details.get("task_parameters_id")
 
 
-def wait_for_scheduled_time(work: _Work) -> None:
+def wait_for_scheduled_time(work: TaskWork) -> None:
     """Runs start no earlier than scheduled, by the server's clock."""
     seconds = seconds_until_scheduled(work.current.details, work.now)
     if seconds > 0:
         work.wait(seconds, "Scheduled time is in the future")
 
 
-def retry_failed_tasks(work: _Work) -> None:
+def retry_failed_tasks(work: TaskWork) -> None:
     """A failed run with retries left goes back to SCHEDULED "AwaitingRetry", after the
     retry delay for this attempt (jittered when the policy says so), unless the failure
     says it is not retriable."""
@@ -372,7 +210,7 @@ def retry_failed_tasks(work: _Work) -> None:
         )
 
 
-def rename_reruns(work: _Work) -> None:
+def rename_reruns(work: TaskWork) -> None:
     """Running again is "Rerunning", or "Retrying" after "AwaitingRetry"."""
     current = work.transition.current
     if current is None or work.run_count <= 0:
@@ -380,7 +218,7 @@ def rename_reruns(work: _Work) -> None:
     work.proposed.name = "Retrying" if current.name == "AwaitingRetry" else "Rerunning"
 
 
-def check_cache_key_length(work: _Work) -> None:
+def check_cache_key_length(work: TaskWork) -> None:
     """Prefect answers REJECT for an over-long cache key, yet writes the state as proposed."""
     key = work.proposed.details.get("cache_key")
     if key and len(key) > MAX_CACHE_KEY_LENGTH:
@@ -392,39 +230,39 @@ def check_cache_key_length(work: _Work) -> None:
 
 RUNNING_ONLY: frozenset[StateType | None] = frozenset({S.RUNNING})
 
-CORE_POLICY: tuple[_Entry, ...] = (
-    _Entry(retrieve_cached_state, ANY, RUNNING_ONLY),
-    _Entry(handle_terminal_state_transitions, TERMINAL, TYPES),
-    _Entry(prevent_running_tasks_from_stopped_flows, ANY, RUNNING_ONLY),
-    _Entry(secure_tag_concurrency_slots, ANY, RUNNING_ONLY),
-    _Entry(copy_scheduled_time, frozenset({S.SCHEDULED}), frozenset({S.PENDING})),
-    _Entry(wait_for_scheduled_time, frozenset({S.SCHEDULED, S.PENDING}), RUNNING_ONLY),
-    _Entry(retry_failed_tasks, RUNNING_ONLY, frozenset({S.FAILED})),
-    _Entry(rename_reruns, ANY, RUNNING_ONLY),
-    _Entry(check_cache_key_length, ANY, frozenset({S.COMPLETED})),
+CORE_POLICY: tuple[Entry[TaskWork], ...] = (
+    Entry(retrieve_cached_state, ANY, RUNNING_ONLY),
+    Entry(handle_terminal_state_transitions, TERMINAL, TYPES),
+    Entry(prevent_running_tasks_from_stopped_flows, ANY, RUNNING_ONLY),
+    Entry(secure_tag_concurrency_slots, ANY, RUNNING_ONLY),
+    Entry(copy_scheduled_time, frozenset({S.SCHEDULED}), frozenset({S.PENDING})),
+    Entry(wait_for_scheduled_time, frozenset({S.SCHEDULED, S.PENDING}), RUNNING_ONLY),
+    Entry(retry_failed_tasks, RUNNING_ONLY, frozenset({S.FAILED})),
+    Entry(rename_reruns, ANY, RUNNING_ONLY),
+    Entry(check_cache_key_length, ANY, frozenset({S.COMPLETED})),
 )
 
-BACKGROUND_POLICY: tuple[_Entry, ...] = (
-    _Entry(
+BACKGROUND_POLICY: tuple[Entry[TaskWork], ...] = (
+    Entry(
         prevent_pending_transitions,
         frozenset({S.PENDING, S.CANCELLING, S.RUNNING, S.CANCELLED}),
         frozenset({S.PENDING}),
     ),
-    _Entry(retrieve_cached_state, ANY, RUNNING_ONLY),
-    _Entry(handle_terminal_state_transitions, TERMINAL, TYPES),
-    _Entry(copy_scheduled_time, frozenset({S.SCHEDULED}), frozenset({S.PENDING})),
-    _Entry(
+    Entry(retrieve_cached_state, ANY, RUNNING_ONLY),
+    Entry(handle_terminal_state_transitions, TERMINAL, TYPES),
+    Entry(copy_scheduled_time, frozenset({S.SCHEDULED}), frozenset({S.PENDING})),
+    Entry(
         copy_task_parameters_id,
         frozenset({S.SCHEDULED, S.PENDING}),
         frozenset({S.PENDING, S.RUNNING}),
     ),
-    _Entry(wait_for_scheduled_time, frozenset({S.SCHEDULED, S.PENDING}), RUNNING_ONLY),
-    _Entry(retry_failed_tasks, RUNNING_ONLY, frozenset({S.FAILED})),
-    _Entry(rename_reruns, ANY, RUNNING_ONLY),
-    _Entry(check_cache_key_length, ANY, frozenset({S.COMPLETED})),
+    Entry(wait_for_scheduled_time, frozenset({S.SCHEDULED, S.PENDING}), RUNNING_ONLY),
+    Entry(retry_failed_tasks, RUNNING_ONLY, frozenset({S.FAILED})),
+    Entry(rename_reruns, ANY, RUNNING_ONLY),
+    Entry(check_cache_key_length, ANY, frozenset({S.COMPLETED})),
 )
 
-POLICIES: dict[TaskPolicy, tuple[_Entry, ...]] = {
+POLICIES: dict[TaskPolicy, tuple[Entry[TaskWork], ...]] = {
     TaskPolicy.CORE: CORE_POLICY,
     TaskPolicy.BACKGROUND: BACKGROUND_POLICY,
     TaskPolicy.MINIMAL: (),
@@ -448,23 +286,13 @@ def needs_tag_limits(policy: TaskPolicy, proposed: StateType, tags: tuple[str, .
 
 def decide_task(transition: TaskTransition, policy: TaskPolicy) -> TaskDecision:
     """Run ``policy`` over the transition and return the decision."""
-    proposed = transition.proposed
-    draft = StateDraft(
-        type=proposed.type,
-        name=proposed.name,
-        timestamp=proposed.timestamp,
-        message=proposed.message,
-        data=proposed.data,
-        details=dict(proposed.details),
+    work = TaskWork(
+        transition=transition,
+        state=transition.proposed.copy(),
+        run_count=transition.run.run_count,
     )
-    work = _Work(transition=transition, state=draft, run_count=transition.run.run_count)
-    current_type = transition.current.type if transition.current is not None else None
-    intended = proposed.type
-    for entry in POLICIES[policy]:
-        if work.stopped or work.proposed.type != intended:
-            break  # later rules fizzle once the target type changed or nothing is written
-        if current_type in entry.from_types and intended in entry.to_types:
-            entry.rule(work)
+    intended = transition.proposed.type
+    apply_rules(POLICIES[policy], work)
     written = work.state
     effects = TaskEffects()
     if written is not None:

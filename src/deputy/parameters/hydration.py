@@ -250,52 +250,65 @@ def _hydrate(obj: Any, lookup: Callable[[str], Any]) -> Any:
     return obj
 
 
-def _hydrate_placeholder(obj: dict[str, Any], lookup: Callable[[str], Any]) -> Any:
-    kind = obj[KIND_KEY]
-    if kind == "none":
-        if "value" not in obj:
-            raise _Failure("Missing 'value' key in __prefect object")
-        return _hydrate(obj["value"], lookup)
+def _hydrate_none(obj: dict[str, Any], lookup: Callable[[str], Any]) -> Any:
+    if "value" not in obj:
+        raise _Failure("Missing 'value' key in __prefect object")
+    return _hydrate(obj["value"], lookup)
 
-    if kind == "json":
-        if "value" not in obj:
+
+def _hydrate_json(obj: dict[str, Any], lookup: Callable[[str], Any]) -> Any:
+    if "value" not in obj:
+        return _REMOVE
+    raw = obj["value"]
+    if isinstance(raw, dict):
+        raw = _hydrate(raw, lookup)
+    if not isinstance(raw, str):  # also passes a _REMOVE through to the parent
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _Failure(f"Invalid JSON: {exc}") from None
+
+
+def _hydrate_jinja(obj: dict[str, Any], lookup: Callable[[str], Any]) -> Any:
+    if "template" not in obj:
+        raise _Failure("Missing 'template' key in __prefect object")
+    template = obj["template"]
+    if isinstance(template, dict):
+        template = _hydrate(template, lookup)
+        if template is _REMOVE:
             return _REMOVE
-        raw = obj["value"]
-        if isinstance(raw, dict):
-            raw = _hydrate(raw, lookup)
-        if not isinstance(raw, str):  # also passes a _REMOVE through to the parent
-            return raw
+    return _render(template)
+
+
+def _hydrate_workspace_variable(obj: dict[str, Any], lookup: Callable[[str], Any]) -> Any:
+    if "variable_name" not in obj:
+        return _REMOVE
+    name = obj["variable_name"]
+    if isinstance(name, dict):
+        name = _hydrate(name, lookup)
+        if name is _REMOVE:
+            return _REMOVE
+    if isinstance(name, str):
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise _Failure(f"Invalid JSON: {exc}") from None
+            return lookup(name)
+        except KeyError:
+            pass
+    raise _Failure(f"Variable '{name}' not found in workspace.")
 
-    if kind == "jinja":
-        if "template" not in obj:
-            raise _Failure("Missing 'template' key in __prefect object")
-        template = obj["template"]
-        if isinstance(template, dict):
-            template = _hydrate(template, lookup)
-            if template is _REMOVE:
-                return _REMOVE
-        return _render(template)
 
-    if kind == "workspace_variable":
-        if "variable_name" not in obj:
-            return _REMOVE
-        name = obj["variable_name"]
-        if isinstance(name, dict):
-            name = _hydrate(name, lookup)
-            if name is _REMOVE:
-                return _REMOVE
-        if isinstance(name, str):
-            try:
-                return lookup(name)
-            except KeyError:
-                pass
-        raise _Failure(f"Variable '{name}' not found in workspace.")
+#: One handler per ``__prefect_kind``; an unknown kind answers its ``value`` as Prefect does.
+_KIND_HANDLERS: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], Any]] = {
+    "none": _hydrate_none,
+    "json": _hydrate_json,
+    "jinja": _hydrate_jinja,
+    "workspace_variable": _hydrate_workspace_variable,
+}
 
-    return obj.get("value")
+
+def _hydrate_placeholder(obj: dict[str, Any], lookup: Callable[[str], Any]) -> Any:
+    handler = _KIND_HANDLERS.get(obj[KIND_KEY])
+    return obj.get("value") if handler is None else handler(obj, lookup)
 
 
 # ------------------------------------------------------------------------------- jinja

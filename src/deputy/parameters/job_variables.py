@@ -253,6 +253,29 @@ def _check_layers(
     if not isinstance(variables, dict):
         return  # `true` is a valid schema accepting anything (Prefect crashes here)
 
+    merged, satisfied, any_invalid = _merge_defaults(plan, resolve, prefix)
+    for layer in layers:
+        if isinstance(layer, Mapping):
+            merged.update(layer)
+
+    lenient = not enforce_required or any_invalid
+    compiled = compile_schema(variables, _FINAL_LENIENT if lenient else _FINAL_ENFORCING)
+    if compiled.schema_error is not None:
+        raise Unprocessable(f"Invalid schema: {compiled.schema_error}")
+    unmet = satisfied.difference(merged) if not lenient else set()
+    try:
+        message = failure_message(compiled, merged, _skip_required(unmet))
+    except CircularSchema:
+        raise Unprocessable(CIRCULAR_DETAIL) from None
+    if message is not None:
+        raise Unprocessable(prefix + message)
+
+
+def _merge_defaults(
+    plan: _Plan, resolve: BlockResolver | None, prefix: str
+) -> tuple[dict[str, Any], set[str], bool]:
+    """The valid defaults by name, the names a block default stands in for without being
+    resolved, and whether any default was invalid (which makes the final check lenient)."""
     merged: dict[str, Any] = {}
     satisfied: set[str] = set()
     any_invalid = False
@@ -278,22 +301,7 @@ def _check_layers(
             raise Unprocessable(CIRCULAR_DETAIL)
         else:
             raise Unprocessable(prefix + outcome)
-
-    for layer in layers:
-        if isinstance(layer, Mapping):
-            merged.update(layer)
-
-    lenient = not enforce_required or any_invalid
-    compiled = compile_schema(variables, _FINAL_LENIENT if lenient else _FINAL_ENFORCING)
-    if compiled.schema_error is not None:
-        raise Unprocessable(f"Invalid schema: {compiled.schema_error}")
-    unmet = satisfied.difference(merged) if not lenient else set()
-    try:
-        message = failure_message(compiled, merged, _skip_required(unmet))
-    except CircularSchema:
-        raise Unprocessable(CIRCULAR_DETAIL) from None
-    if message is not None:
-        raise Unprocessable(prefix + message)
+    return merged, satisfied, any_invalid
 
 
 def _skip_required(names: set[str]) -> Callable[[ValidationError], bool] | None:

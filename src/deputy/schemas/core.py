@@ -153,13 +153,6 @@ class UpdatedBy(CreatedBy):
     pass
 
 
-class Pagination(BaseModel):
-    """``limit`` and ``offset`` of the filter endpoints."""
-
-    offset: Offset = 0
-    limit: int | None = None
-
-
 def canonical_policy(policy: dict[str, Any] | None) -> dict[str, Any]:
     """A stored flow-run policy in Prefect's field order."""
     return {**DEFAULT_POLICY, **policy} if policy else dict(DEFAULT_POLICY)

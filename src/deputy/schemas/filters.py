@@ -1,7 +1,7 @@
 """The filter objects clients send to ``*/filter``, ``*/count`` and ``*/paginate``.
 
 Field for field with Prefect 3.9.1; unknown keys are refused (422), as Prefect does. The SQL
-they become is built in ``deputy.db.filters.runs``.
+they become is built in ``deputy.db.filters`` (``objects.py``, ``related.py``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ MAX_RRULE_LENGTH = 6500
 #: Largest ``max_scheduled_runs`` (Prefect's ``deployment_schedule_max_scheduled_runs``).
 MAX_SCHEDULED_RUNS_LIMIT = 50
 #: Where an RRule without DTSTART starts, as a floating (zone-less) local time.
-DEFAULT_RRULE_START = dt.datetime(2020, 1, 1)
+DEFAULT_RRULE_START = dt.datetime(2020, 1, 1)  # noqa: DTZ001
 
 
 @functools.cache
@@ -87,7 +87,7 @@ _WEEK = re.compile(r"(\d{4})-?W(\d{2})")
 
 
 def _ordinal_date(year: int, day: int) -> dt.datetime:
-    first = dt.datetime(year, 1, 1)
+    first = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
     if not 1 <= day <= dt.date(year, 12, 31).timetuple().tm_yday:
         raise ValueError(day)
     return first + dt.timedelta(days=day - 1)
@@ -102,7 +102,7 @@ def _parse_lenient(text: str) -> dt.datetime:
         if match := _ORDINAL_DATE.fullmatch(text):
             return _ordinal_date(int(match[1]), int(match[2]))
         if match := _YEAR_MONTH.fullmatch(text):
-            return dt.datetime(int(match[1]), int(match[2]), 1)
+            return dt.datetime(int(match[1]), int(match[2]), 1, tzinfo=dt.UTC)
         if match := _WEEK.fullmatch(text):
             return dt.datetime.fromisocalendar(int(match[1]), int(match[2]), 1)
         if _ISO_DATETIME.fullmatch(text):

@@ -17,7 +17,8 @@ from sqlalchemy import Table, delete, func, insert, select, update
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filters.runs import artifact_clause, artifact_where
+from deputy.db.filters.objects import artifact_clause
+from deputy.db.filters.related import artifact_where
 from deputy.errors import NotFound
 from deputy.schemas.artifacts import VERSION_FIELDS, ArtifactCreate, ArtifactUpdate
 from deputy.schemas.filters import (
@@ -56,7 +57,7 @@ async def create_artifact(conn: Connection, body: ArtifactCreate) -> Any:
 async def _make_latest(conn: Connection, version: dict[str, Any]) -> None:
     """Point the key's row at ``version`` (created with the key's first version)."""
     copied = {name: version[name] for name in VERSION_FIELDS}
-    statement = insert_on_conflict(conn, t.artifact_collection).values(
+    statement = insert_on_conflict(conn.dialect.name, t.artifact_collection).values(
         id=uuid.uuid4(),
         created=version["created"],
         updated=version["updated"],

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from deputy.db.engine import Database
-from deputy.services import schedules
 from deputy.services.common import now
 from deputy.services.concurrency import leases
 from deputy.services.flow_runs import late as late_runs
+from deputy.services.scheduler import Horizon, run_scheduler
 from deputy.services.work_pools import workers
 from deputy.settings import Settings
 
@@ -53,10 +53,10 @@ def loops(settings: Settings) -> list[Loop]:
             offline = await workers.mark_offline_workers(conn, moment)
             return offline + await workers.mark_unpolled_not_ready(conn, moment)
 
-    horizon = schedules.Horizon.from_settings(settings)
+    horizon = Horizon.from_settings(settings)
 
     async def scheduler(database: Database) -> int:
-        return await schedules.run_scheduler(database, horizon, batch=BATCH_SIZE)
+        return await run_scheduler(database, horizon, batch=BATCH_SIZE)
 
     return [
         Loop("scheduler", settings.scheduler_interval_seconds, scheduler),

@@ -1,4 +1,5 @@
-"""Small helpers every service uses: the clock, page limits, and row-or-404."""
+"""Small helpers every service uses: the clock, page limits, ids, the answer of a write,
+and state details as stored."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import datetime as dt
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from deputy.errors import Unprocessable
+from deputy.orchestration.states import Decision, Status
 
 #: Largest page any filter endpoint returns, as Prefect's ``api.default_limit``.
 MAX_PAGE_SIZE = 200
@@ -53,3 +56,52 @@ def uuid7() -> uuid.UUID:
     value |= 0b10 << 62  # variant
     value |= random_bits & ((1 << 62) - 1)
     return uuid.UUID(int=value)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A write's body, and whether it created something (201) or not (200): a run found by
+    its idempotency key or natural key, a proposed state not written."""
+
+    body: dict[str, Any]
+    created: bool
+
+    @property
+    def status_code(self) -> int:
+        return 201 if self.created else 200
+
+
+def json_time(value: dt.datetime) -> str:
+    """A UTC time as Prefect's JSON writes it, with ``Z``."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def json_details(details: dict[str, Any]) -> dict[str, Any]:
+    """State details as stored: datetimes as ISO text with ``Z``, UUIDs as text."""
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        if isinstance(value, dt.datetime):
+            out[key] = json_time(value.astimezone(dt.UTC))
+        elif isinstance(value, uuid.UUID):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+def orchestration_result(decision: Decision, state: dict[str, Any] | None) -> dict[str, Any]:
+    """set_state's body (Prefect's ``OrchestrationResult``) for a flow or task decision."""
+    details: dict[str, Any]
+    if decision.status == Status.ACCEPT:
+        details = {"type": "accept_details"}
+    elif decision.status == Status.WAIT:
+        details = {
+            "type": "wait_details",
+            "delay_seconds": decision.delay_seconds,
+            "reason": decision.reason,
+        }
+    elif decision.status == Status.ABORT:
+        details = {"type": "abort_details", "reason": decision.reason}
+    else:
+        details = {"type": "reject_details", "reason": decision.reason}
+    return {"state": state, "status": decision.status.value, "details": details}

@@ -9,7 +9,7 @@ from sqlalchemy import Select, delete, func, select, update
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filters.runs import deployment_where
+from deputy.db.filters.related import deployment_where
 from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.parameters.hydration import DEPLOYMENT_PREFIX
 from deputy.parameters.job_variables import (
@@ -23,10 +23,11 @@ from deputy.parameters.schema import (
 from deputy.schemas.core import StateType
 from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
-from deputy.services import schedules
+from deputy.services import scheduler, schedules
 from deputy.services.common import now
 from deputy.services.parameters import hydrate
 from deputy.services.work_pools import pools as work_pools
+from deputy.services.work_pools import queues as work_queues
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -96,7 +97,7 @@ async def _resolve_work_queue(
     if pool_name:
         pool = await work_pools.read_work_pool_by_name(conn, pool_name)
         if queue_name:
-            return await work_pools.get_or_create_work_queue(conn, pool.id, queue_name)
+            return await work_queues.get_or_create_work_queue(conn, pool.id, queue_name)
         return (
             await conn.execute(
                 select(t.work_queue).where(t.work_queue.c.id == pool.default_queue_id)
@@ -104,7 +105,7 @@ async def _resolve_work_queue(
         ).one()
     if queue_name:
         pool = await work_pools.get_or_create_default_agent_pool(conn)
-        return await work_pools.get_or_create_work_queue(conn, pool.id, queue_name)
+        return await work_queues.get_or_create_work_queue(conn, pool.id, queue_name)
     return None
 
 
@@ -162,7 +163,7 @@ async def _set_concurrency_limit(
         await conn.execute(delete(t.concurrency_limit_v2).where(_limit.name == name))
         return
     upsert = (
-        insert_on_conflict(conn, t.concurrency_limit_v2)
+        insert_on_conflict(conn.dialect.name, t.concurrency_limit_v2)
         .values(
             id=uuid.uuid4(),
             created=timestamp,
@@ -190,7 +191,7 @@ async def create_deployment(
     conn: Connection,
     body: DeploymentCreate,
     created_by: dict[str, Any] | None,
-    horizon: schedules.Horizon,
+    horizon: scheduler.Horizon,
 ) -> tuple[Any, bool]:
     """Create the deployment, or update the one with the same flow and name; True if created.
     Its schedules become the body's (none if it sends none, as in Prefect) and its future
@@ -247,7 +248,7 @@ async def create_deployment(
         on_conflict["work_queue_id"] = queue.id
         on_conflict["work_queue_name"] = queue.name
     statement = (
-        insert_on_conflict(conn, t.deployment)
+        insert_on_conflict(conn.dialect.name, t.deployment)
         .values(id=uuid.uuid4(), created=timestamp, created_by=created_by, **values)
         .on_conflict_do_update(index_elements=["flow_id", "name"], set_=on_conflict)
         .returning(t.deployment.c.id, t.deployment.c.created)
@@ -256,7 +257,7 @@ async def create_deployment(
     if "concurrency_limit" in fields:
         await _set_concurrency_limit(conn, inserted.id, body.concurrency_limit)
     await schedules.replace_schedules(conn, inserted.id, body.schedules)
-    await schedules.replan(conn, inserted.id, horizon)
+    await scheduler.replan(conn, inserted.id, horizon)
     return await read_deployment(conn, inserted.id), inserted.created == timestamp
 
 
@@ -264,63 +265,19 @@ async def update_deployment(
     conn: Connection,
     deployment_id: uuid.UUID,
     body: DeploymentUpdate,
-    horizon: schedules.Horizon,
+    horizon: scheduler.Horizon,
 ) -> None:
     """PATCH: only the fields sent change; parameters are re-validated when enforcing; the
     schedules change by Prefect's slug rules; future runs are re-planned in the same
     transaction."""
     existing = await read_deployment(conn, deployment_id, not_found="Deployment not found.")
     fields = body.model_fields_set
-    special = (
-        "work_pool_name",
-        "work_queue_name",
-        "schedules",
-        "concurrency_limit",
-        "global_concurrency_limit_id",
-        "version_info",
-        "concurrency_options",
-        "job_variables",
-        "parameters",
-    )
-    values: dict[str, Any] = {key: getattr(body, key) for key in fields if key not in special}
-    if "concurrency_options" in fields:
-        values["concurrency_options"] = (
-            body.concurrency_options.model_dump(mode="json") if body.concurrency_options else None
-        )
-    if "version_info" in fields:
-        values["version_info"] = body.version_info.model_dump() if body.version_info else None
-    if body.job_variables is not None:  # null leaves them unchanged, as in Prefect
-        values["job_variables"] = body.job_variables
-    if body.work_pool_name:
-        pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
-        check_deployment_update_job_variables(pool.base_job_template, body.job_variables)
-    if "work_queue_name" in fields:
-        values["work_queue_name"] = body.work_queue_name  # the column keeps what was sent
-    # Prefect's order: pool (+ queue), an explicit null pool (leaves the pool), queue alone
-    # (which lands in default-agent-pool, whatever pool the deployment was in).
-    leaves_pool = "work_pool_name" in fields and body.work_pool_name is None
-    if body.work_pool_name or (body.work_queue_name and not leaves_pool):
-        queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
-        if queue is not None:
-            values["work_queue_id"] = queue.id
-            values["work_queue_name"] = queue.name
-    elif leaves_pool:
-        values["work_queue_id"] = None
+    values = _patch_values(body, fields)
+    values.update(await _queue_values(conn, body, fields))
     if body.parameters is not None:
         values["parameters"] = await hydrate(conn, body.parameters, prefix=DEPLOYMENT_PREFIX)
-    enforce = (
-        body.enforce_parameter_schema
-        if body.enforce_parameter_schema is not None
-        else existing.enforce_parameter_schema
-    )
-    if enforce:
-        schema = ensure_schema_present(
-            body.parameter_openapi_schema or existing.parameter_openapi_schema
-        )
-        validate_deployment_update_parameters(values.get("parameters", existing.parameters), schema)
+    _check_parameters(body, existing, values.get("parameters", existing.parameters))
     await _check_global_limit(conn, body.global_concurrency_limit_id)
-    if "global_concurrency_limit_id" in fields:
-        values["concurrency_limit_id"] = body.global_concurrency_limit_id
     if "parameters" in fields and body.parameters is None:
         raise integrity_conflict()  # Prefect writes NULL into a NOT NULL column: 409
     if "enforce_parameter_schema" in fields and body.enforce_parameter_schema is None:
@@ -334,7 +291,75 @@ async def update_deployment(
     await schedules.apply_deployment_schedules(
         conn, deployment_id, body.schedules if "schedules" in fields else None
     )
-    await schedules.replan(conn, deployment_id, horizon)
+    await scheduler.replan(conn, deployment_id, horizon)
+
+
+#: Fields a PATCH does not copy as sent: each is mapped, resolved or stored on its own.
+_NOT_COPIED = frozenset(
+    {
+        "work_pool_name",
+        "work_queue_name",
+        "schedules",
+        "concurrency_limit",
+        "global_concurrency_limit_id",
+        "version_info",
+        "concurrency_options",
+        "job_variables",
+        "parameters",
+    }
+)
+
+
+def _patch_values(body: DeploymentUpdate, fields: set[str]) -> dict[str, Any]:
+    """The columns the fields sent set directly (the queue and the parameters are resolved
+    and checked apart)."""
+    values: dict[str, Any] = {key: getattr(body, key) for key in fields if key not in _NOT_COPIED}
+    if "concurrency_options" in fields:
+        values["concurrency_options"] = (
+            body.concurrency_options.model_dump(mode="json") if body.concurrency_options else None
+        )
+    if "version_info" in fields:
+        values["version_info"] = body.version_info.model_dump() if body.version_info else None
+    if body.job_variables is not None:  # null leaves them unchanged, as in Prefect
+        values["job_variables"] = body.job_variables
+    if "work_queue_name" in fields:
+        values["work_queue_name"] = body.work_queue_name  # the column keeps what was sent
+    if "global_concurrency_limit_id" in fields:
+        values["concurrency_limit_id"] = body.global_concurrency_limit_id
+    return values
+
+
+async def _queue_values(
+    conn: Connection, body: DeploymentUpdate, fields: set[str]
+) -> dict[str, Any]:
+    """The queue a PATCH moves the deployment to. A named pool must exist and accept the
+    job variables. Prefect's order: pool (+ queue), an explicit null pool (leaves the pool),
+    queue alone (which lands in default-agent-pool, whatever pool the deployment was in)."""
+    if body.work_pool_name:
+        pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
+        check_deployment_update_job_variables(pool.base_job_template, body.job_variables)
+    leaves_pool = "work_pool_name" in fields and body.work_pool_name is None
+    if body.work_pool_name or (body.work_queue_name and not leaves_pool):
+        queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
+        if queue is None:
+            return {}
+        return {"work_queue_id": queue.id, "work_queue_name": queue.name}
+    return {"work_queue_id": None} if leaves_pool else {}
+
+
+def _check_parameters(body: DeploymentUpdate, existing: Any, parameters: Any) -> None:
+    """When the schema is enforced (as the PATCH says, else as the deployment says), the
+    parameters after the PATCH must match the schema after it."""
+    enforce = (
+        body.enforce_parameter_schema
+        if body.enforce_parameter_schema is not None
+        else existing.enforce_parameter_schema
+    )
+    if enforce:
+        schema = ensure_schema_present(
+            body.parameter_openapi_schema or existing.parameter_openapi_schema
+        )
+        validate_deployment_update_parameters(parameters, schema)
 
 
 async def delete_deployment(conn: Connection, deployment_id: uuid.UUID) -> None:
@@ -387,7 +412,7 @@ async def count_deployments(conn: Connection, filters: RelatedFilters) -> int:
 
 
 async def set_paused(
-    conn: Connection, deployment_id: uuid.UUID, paused: bool, horizon: schedules.Horizon
+    conn: Connection, deployment_id: uuid.UUID, paused: bool, horizon: scheduler.Horizon
 ) -> None:
     """Pausing deletes the auto-scheduled runs still waiting (late ones too, as Prefect);
     resuming plans them again from now, so no burst of Late runs follows."""
@@ -398,4 +423,4 @@ async def set_paused(
     )
     if result.rowcount == 0:
         raise NotFound(DEPLOYMENT_NOT_FOUND)
-    await schedules.replan(conn, deployment_id, horizon, clear_late=paused)
+    await scheduler.replan(conn, deployment_id, horizon, clear_late=paused)

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filters.runs import flow_where
+from deputy.db.filters.related import flow_where
 from deputy.errors import NotFound
 from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 from deputy.schemas.flows import FlowCreate, FlowUpdate
@@ -33,7 +33,7 @@ async def create_flow(conn: Connection, body: FlowCreate) -> tuple[Any, bool]:
     """The flow with this name, created when missing; ``True`` when created now."""
     timestamp = now()
     insert = (
-        insert_on_conflict(conn, t.flow)
+        insert_on_conflict(conn.dialect.name, t.flow)
         .values(
             id=uuid.uuid4(),
             created=timestamp,

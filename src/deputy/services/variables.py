@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
-from deputy.db.filters.runs import variable_clause
+from deputy.db.filters.objects import variable_clause
 from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.schemas.filters import VariableFilter, VariableSort
 from deputy.schemas.variables import VariableCreate, VariableUpdate
@@ -63,7 +63,7 @@ async def create_variable(conn: Connection, body: VariableCreate) -> Any:
         "tags": body.tags,
     }
     insert = (
-        insert_on_conflict(conn, t.variable)
+        insert_on_conflict(conn.dialect.name, t.variable)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["name"])
         .returning(_c.id)

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,9 +16,11 @@ from sqlalchemy import func, select
 from deputy.db import tables as t
 from deputy.db.engine import Database
 from deputy.schemas.events import EventFilter
+from deputy.services.events import build as event_build
 from deputy.services.events import bus as events_service
 from deputy.services.events import storage as event_storage
-from deputy.services.events.bus import bus
+from deputy.services.events.bus import Recorder, bus
+from deputy.services.events.match import matches
 from factories import create_deployment, create_flow, create_work_pool, read_events
 from live import closed_with, nothing_within, prefect_socket, receive, serve
 
@@ -205,7 +206,7 @@ async def test_long_state_messages_are_shortened_in_the_event(client: httpx.Asyn
     ]
     message = cancelled["resource"]["prefect.state-message"]
     assert message == "x" * 50_000 + "...100 additional characters..." + "x" * 50_000
-    assert events_service._truncated("y" * 100_001) == "y" * 100_001  # longer when "shortened"
+    assert event_build._truncated("y" * 100_001) == "y" * 100_001  # longer when "shortened"
 
 
 # --- the bus --------------------------------------------------------------------------------
@@ -219,9 +220,8 @@ def test_emit_without_a_running_flusher_does_nothing() -> None:
 
 
 @pytest.fixture
-def small_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def small_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events_service, "MAX_QUEUED", 3)
-    yield
 
 
 async def test_beyond_the_cap_the_oldest_events_are_dropped_and_counted(
@@ -234,7 +234,7 @@ async def test_beyond_the_cap_the_oldest_events_are_dropped_and_counted(
         local._task.cancel()  # hold the flusher so the queue fills
         for number in range(5):
             local.emit({"number": number})
-        assert [e["number"] for e in local._queue] == [2, 3, 4]
+        assert list(local._queue) == [{"number": 2}, {"number": 3}, {"number": 4}]
         assert local.dropped == 2
     finally:
         local._queue.clear()
@@ -266,15 +266,21 @@ async def test_duplicate_event_ids_are_stored_once(
     assert (events_count, resources) == (1, 1)
 
 
+async def record_task_runs_with(database: Database, record: Recorder) -> None:
+    """Restart the app's bus with ``record`` as its task-run recorder (the app stops it)."""
+    await bus.stop()
+    bus.start(database, recorders={"prefect.task-run.": record})
+
+
 async def test_task_run_events_are_recorded_once_in_the_events_transaction(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, database: Database
 ) -> None:
     recorded: list[tuple[Any, dict[str, Any]]] = []
 
     async def record(conn: Any, received: dict[str, Any]) -> None:
         recorded.append((conn, received))
 
-    monkeypatch.setattr(events_service, "_task_run_recorder", lambda: record)
+    await record_task_runs_with(database, record)
     task_event = event("prefect.task-run.Running", "prefect.task-run.1", payload={"a": 1})
     await post_events(client, task_event, event("prefect.flow-run.Running"), task_event)
     await post_events(client, task_event)
@@ -288,13 +294,13 @@ async def test_task_run_events_are_recorded_once_in_the_events_transaction(
 
 
 async def test_an_event_that_cannot_be_recorded_is_skipped_and_the_others_kept(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, database: Database
 ) -> None:
     async def record(_conn: Any, received: dict[str, Any]) -> None:
         if received["resource"]["prefect.resource.id"] == "prefect.task-run.bad":
             raise ValueError("cannot record this one")
 
-    monkeypatch.setattr(events_service, "_task_run_recorder", lambda: record)
+    await record_task_runs_with(database, record)
     await post_events(
         client,
         event("prefect.task-run.Pending", "prefect.task-run.good"),
@@ -454,9 +460,7 @@ async def test_filters_select_the_same_events_in_sql_and_in_memory(
     assert [_short(n) for n in await names(client, flt)] == expected
     parsed = EventFilter.model_validate({**flt, "order": "ASC"})
     stored = (await read_events(client, {"order": "ASC"}))["events"]
-    in_memory = [
-        _short(e["event"]) for e in stored if events_service.matches(parsed, event_storage_view(e))
-    ]
+    in_memory = [_short(e["event"]) for e in stored if matches(parsed, event_storage_view(e))]
     assert in_memory == expected
 
 
@@ -661,7 +665,7 @@ async def test_worker_cancellation_subscription_gets_cancelling_for_its_pool_onl
         await propose(client, run["id"], "PENDING")
         await propose(client, run["id"], "RUNNING")
     # exactly the filter Prefect 3.9.1's worker sends (EventFilter.model_dump(mode="json"))
-    worker_filter = {
+    worker_filter: dict[str, Any] = {
         "event": {
             "prefix": None,
             "exclude_prefix": None,
@@ -697,7 +701,8 @@ async def test_events_out_needs_a_filter_message_and_a_valid_filter(app: FastAPI
             await websocket.send(json.dumps({"type": "filter", "filter": {"bogus": 1}}))
             code, reason = await closed_with(websocket)
             assert code == 1002
-            assert reason is not None and reason.startswith("Invalid filter: ")
+            assert reason is not None
+            assert reason.startswith("Invalid filter: ")
             assert len(reason.encode()) <= 123
 
 

@@ -184,7 +184,8 @@ async def test_default_name_is_a_two_word_slug(client: httpx.AsyncClient) -> Non
     for body in ({}, {"name": None}, {"name": ""}):
         name = (await create_run(client, deployment, body)).json()["name"]
         words = name.split("-")
-        assert len(words) >= 2 and all(word.isalpha() for word in words), name
+        assert len(words) >= 2, name
+        assert all(word.isalpha() for word in words), name
 
 
 async def test_given_name_is_kept_verbatim(client: httpx.AsyncClient) -> None:
@@ -330,7 +331,8 @@ async def test_nested_ref_schema_reports_the_outer_field(client: httpx.AsyncClie
     response = await create_run(client, deployment, {"parameters": {"person": {}}})
     assert response.status_code == 409
     detail = response.json()["detail"]
-    assert "'person'" in detail and "'name' is a required property" in detail
+    assert "'person'" in detail
+    assert "'name' is a required property" in detail
 
 
 async def test_remote_refs_are_never_fetched(client: httpx.AsyncClient) -> None:
@@ -660,7 +662,8 @@ async def test_bulk_creates_in_order_with_per_item_results(client: httpx.AsyncCl
     assert response.status_code == 200
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["CREATED", "FAILED", "CREATED"]
-    assert results[1]["flow_run_id"] is None and "Validation failed" in results[1]["error"]
+    assert results[1]["flow_run_id"] is None
+    assert "Validation failed" in results[1]["error"]
     first = (await client.get(f"/flow_runs/{results[0]['flow_run_id']}")).json()
     assert sorted(first["tags"]) == ["d", "t"]
     assert first["parameters"] == {"x": 1}

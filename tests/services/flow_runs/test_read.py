@@ -344,7 +344,8 @@ async def test_parameters_orjson_cannot_write_are_read_back_as_sent(
     )
     for body in (run, read.json(), listed.json()[0]):
         assert body["parameters"] == parameters
-        assert body["created"].endswith("Z") and "T" in body["created"]
+        assert body["created"].endswith("Z")
+        assert "T" in body["created"]
 
 
 async def test_unknown_run_is_404_and_malformed_id_is_not_found(client: httpx.AsyncClient) -> None:

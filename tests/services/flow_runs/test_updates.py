@@ -27,7 +27,8 @@ async def test_plain_create_defaults_to_pending_with_flow_labels(
     run = response.json()
     assert (run["state_type"], run["state_name"]) == ("PENDING", "Pending")
     assert run["labels"] == {"team": "x", "prefect.flow.id": flow["id"]}
-    assert run["deployment_id"] is None and run["work_queue_id"] is None
+    assert run["deployment_id"] is None
+    assert run["work_queue_id"] is None
     assert run["tags"] == ["t"]
     assert run["parameters"] == {"a": 1}
     assert run["job_variables"] == {}  # as Prefect, which code calling .get() on it relies on

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from databases import counted_statements
 from deputy.db import tables as t
 from deputy.db.engine import Database
-from deputy.services.task_runs.crud import record_task_run_event
+from deputy.services.task_runs.recorder import record_task_run_event
 from factories import create_flow
 
 FIXTURES = Path(__file__).parent / "fixtures"

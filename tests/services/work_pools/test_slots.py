@@ -15,8 +15,12 @@ async def world(client: httpx.AsyncClient) -> dict[str, Any]:
     """A limited pool with queues qb (priority 1), default, qa (limit 2), and runs in them."""
     pool = await create_work_pool(client, concurrency_limit=3)
     name = pool["name"]
-    queues = {}
-    for queue in ({"name": "qa", "concurrency_limit": 2}, {"name": "qb", "priority": 1}):
+    queues: dict[str, Any] = {}
+    specs: list[dict[str, Any]] = [
+        {"name": "qa", "concurrency_limit": 2},
+        {"name": "qb", "priority": 1},
+    ]
+    for queue in specs:
         created = await client.post(f"/work_pools/{name}/queues", json=queue)
         queues[queue["name"]] = created.json()
     deployment = await create_deployment(client, work_pool_name=name)

@@ -18,7 +18,9 @@ from deputy.db.filters.logs import text_search_conditions
 from deputy.schemas.events import (
     EventAnyResourceFilter,
     EventFilter,
+    EventNameFilter,
     EventRelatedFilter,
+    EventResourceFilter,
     ResourceSpecification,
 )
 
@@ -68,55 +70,60 @@ def event_where(flt: EventFilter) -> list[Clause]:
         _resource.occurred >= since, _resource.occurred <= until
     )
     out: list[Clause] = [_event.occurred >= since, _event.occurred <= until]
-
     if flt.event is not None:
-        name = flt.event
-        if name.prefix:
-            out.append(or_(*(_event.event.startswith(p) for p in name.prefix)))
-        if name.exclude_prefix:
-            out.extend(not_(_event.event.startswith(p)) for p in name.exclude_prefix)
-        if name.name:
-            out.append(_event.event.in_(name.name))
-        if name.exclude_name:
-            out.append(_event.event.not_in(name.exclude_name))
-
+        out.extend(_name_conditions(flt.event))
     if flt.resource is not None:
-        own = flt.resource
-        if own.id:
-            out.append(_event.resource_id.in_(own.id))
-        if own.id_prefix:
-            out.append(or_(*(_event.resource_id.startswith(p) for p in own.id_prefix)))
-        if own.labels:
-            conditions = [
-                _resource.resource_role == "",
-                *_label_conditions(own.labels, with_role=False),
-            ]
-            out.append(_event.id.in_(scope.where(*conditions)))
-
-    for related in flt.related_filters():
-        conditions = _related_conditions(related)
+        out.extend(_own_resource_conditions(flt.resource, scope))
+    for conditions in (
+        *(_related_conditions(related) for related in flt.related_filters()),
+        *(_any_resource_conditions(any_resource) for any_resource in flt.any_resource_filters()),
+    ):
         if conditions:
             out.append(_event.id.in_(scope.where(*conditions)))
-
-    for any_resource in flt.any_resource_filters():
-        conditions = _any_resource_conditions(any_resource)
-        if conditions:
-            out.append(_event.id.in_(scope.where(*conditions)))
-
     if flt.id.id:
         out.append(_event.id.in_(flt.id.id))
-
     if flt.text is not None and flt.text.query.strip():
-        searchable = (
-            _event.event
-            + " "
-            + cast(_event.resource, String)
-            + " "
-            + cast(_event.related, String)
-            + " "
-            + cast(_event.payload, String)
-        )
-        out.extend(text_search_conditions(searchable, flt.text))
+        out.extend(text_search_conditions(_SEARCHABLE, flt.text))
+    return out
+
+
+#: The text a search looks in: the event's name, resource, related resources and payload.
+_SEARCHABLE = (
+    _event.event
+    + " "
+    + cast(_event.resource, String)
+    + " "
+    + cast(_event.related, String)
+    + " "
+    + cast(_event.payload, String)
+)
+
+
+def _name_conditions(name: EventNameFilter) -> list[Clause]:
+    out: list[Clause] = []
+    if name.prefix:
+        out.append(or_(*(_event.event.startswith(p) for p in name.prefix)))
+    if name.exclude_prefix:
+        out.extend(not_(_event.event.startswith(p)) for p in name.exclude_prefix)
+    if name.name:
+        out.append(_event.event.in_(name.name))
+    if name.exclude_name:
+        out.append(_event.event.not_in(name.exclude_name))
+    return out
+
+
+def _own_resource_conditions(own: EventResourceFilter, scope: Select[Any]) -> list[Clause]:
+    out: list[Clause] = []
+    if own.id:
+        out.append(_event.resource_id.in_(own.id))
+    if own.id_prefix:
+        out.append(or_(*(_event.resource_id.startswith(p) for p in own.id_prefix)))
+    if own.labels:
+        conditions = [
+            _resource.resource_role == "",
+            *_label_conditions(own.labels, with_role=False),
+        ]
+        out.append(_event.id.in_(scope.where(*conditions)))
     return out
 
 

@@ -14,14 +14,17 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from deputy.db import tables as t
+from deputy.db.dialect import greatest
 from deputy.errors import DetailError
 from deputy.services.common import now
 from deputy.services.concurrency import limits as concurrency_limits
 
 if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
+
     from deputy.db.connection import Connection
 
 _lease = t.concurrency_lease.c
@@ -54,22 +57,28 @@ async def reclaim_expired_leases(conn: Connection, now: dt.datetime, batch: int)
         .order_by(_lease.expiration)
         .limit(batch)
     )
+    return await give_back_leases(conn, now, _lease.id.in_(expired.scalar_subquery()))
+
+
+async def give_back_leases(conn: Connection, at: dt.datetime, *where: ColumnElement[bool]) -> int:
+    """Delete the lease rows matching ``where`` and give their slots back, one UPDATE per
+    limit, never below zero; the number of rows deleted. ``DELETE ... RETURNING`` makes
+    whoever deletes a row the one who gives its slots back."""
     deleted = (
         await conn.execute(
             delete(t.concurrency_lease)
-            .where(_lease.id.in_(expired.scalar_subquery()))
+            .where(*where)
             .returning(_lease.concurrency_limit_id, _lease.slots)
         )
     ).all()
     freed: dict[uuid.UUID, int] = {}
     for limit_id, slots in deleted:
         freed[limit_id] = freed.get(limit_id, 0) + slots
-    floor = func.max if conn.dialect.name == "sqlite" else func.greatest
     for limit_id, slots in freed.items():
         await conn.execute(
             update(t.concurrency_limit_v2)
             .where(_limit.id == limit_id)
-            .values(active_slots=floor(_limit.active_slots - slots, 0), updated=now)
+            .values(active_slots=greatest(conn, _limit.active_slots - slots, 0), updated=at)
         )
     return len(deleted)
 

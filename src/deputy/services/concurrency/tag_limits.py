@@ -52,7 +52,7 @@ async def upsert_tag_limit(conn: Connection, tag: str, limit: int) -> tuple[Any,
     timestamp = now()
     proposed = uuid.uuid4()
     upsert = (
-        insert_on_conflict(conn, t.concurrency_limit_v2)
+        insert_on_conflict(conn.dialect.name, t.concurrency_limit_v2)
         .values(
             id=proposed,
             created=timestamp,

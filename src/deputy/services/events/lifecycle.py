@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from deputy.services.common import now, uuid7
-from deputy.services.events import bus as events
+from deputy.services.events.bus import bus
 
 
 def flow_changed(action: str, row: Any) -> None:
@@ -75,13 +75,13 @@ def _emit(
     payload: dict[str, Any],
     related: list[dict[str, str]] | None = None,
 ) -> None:
-    if not events.bus.active:
+    if not bus.active:
         return
     timestamp = now()
     resource = {"prefect.resource.id": f"prefect.{kind}.{object_id}"}
     if name is not None:
         resource["prefect.resource.name"] = name
-    events.bus.emit(
+    bus.emit(
         {
             "occurred": timestamp,
             "event": f"prefect.{kind}.{action}",

@@ -9,10 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import functools
-import json
 import math
-import random
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import Integer, case, cast, distinct, func, literal, select
 
 from deputy.db import tables as t
-from deputy.db.dialect import upsert_base
+from deputy.db.event_rows import insert_events
 from deputy.db.filters.events import event_where
 from deputy.errors import Unprocessable
 from deputy.schemas.events import Countable, EventFilter, EventOrder, TimeUnit
@@ -32,7 +29,6 @@ if TYPE_CHECKING:
     from deputy.db.connection import Connection
 
 _event = t.event.c
-_INSERT_RESOURCES = t.event_resource.insert()
 _EVENT_COLUMNS = (
     _event.occurred,
     _event.event,
@@ -44,23 +40,9 @@ _EVENT_COLUMNS = (
     _event.received,
 )
 
-#: Events sent per backfill page on ``/events/out`` (Prefect's websocket backfill page size).
-BACKFILL_PAGE_SIZE = 250
-#: How far back ``/events/out`` backfills at most (Prefect's maximum websocket backfill).
-MAXIMUM_BACKFILL = dt.timedelta(minutes=15)
-
 
 class InvalidPageToken(ValueError):
     pass
-
-
-@functools.cache
-def _insert_events(dialect: str) -> Any:
-    return (
-        upsert_base(dialect, t.event)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(_event.id)
-    )
 
 
 async def write_events(conn: Connection, batch: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
@@ -68,162 +50,10 @@ async def write_events(conn: Connection, batch: Sequence[dict[str, Any]]) -> set
     they name; returns the ids inserted."""
     if not batch:
         return set()
-    recorded = now()
     unique: dict[Any, dict[str, Any]] = {}
     for event in batch:
         unique.setdefault(event["id"], event)
-    if conn.dialect.name == "sqlite":
-        return await _write_sqlite(conn, unique, recorded)
-    rows = [
-        {
-            "id": event["id"],
-            "created": recorded,
-            "updated": recorded,
-            "occurred": event["occurred"],
-            "event": event["event"],
-            "resource_id": event["resource"]["prefect.resource.id"],
-            "resource": event["resource"],
-            "related_resource_ids": [r["prefect.resource.id"] for r in event["related"]],
-            "related": event["related"],
-            "payload": event["payload"],
-            "received": event["received"],
-            "recorded": recorded,
-            "follows": event["follows"],
-        }
-        for event in unique.values()
-    ]
-    result = await conn.execute(_insert_events(conn.dialect.name), rows)
-    inserted = {row[0] for row in result}
-    resources = [
-        {
-            "id": uuid.uuid4(),
-            "created": recorded,
-            "updated": recorded,
-            "occurred": event["occurred"],
-            "resource_id": resource["prefect.resource.id"],
-            "resource_role": role,
-            "resource": {
-                key: value
-                for key, value in resource.items()
-                if key not in ("prefect.resource.id", "prefect.resource.role")
-            },
-            "event_id": event_id,
-        }
-        for event_id, event in unique.items()
-        if event_id in inserted
-        for resource, role in [
-            (event["resource"], ""),
-            *((r, r["prefect.resource.role"]) for r in event["related"]),
-        ]
-    ]
-    if resources:
-        await conn.execute(_INSERT_RESOURCES, resources)
-    return inserted
-
-
-# SQLite: the same rows, with values converted to their stored text here rather than by
-# SQLAlchemy's per-value bind processing, which is most of the cost of a batch (a batch of
-# 200 state events is ~1,400 rows). The formats are those SQLAlchemy writes and reads back:
-# UUIDs as 32 hex digits, timestamps as naive UTC "YYYY-MM-DD HH:MM:SS.ffffff", JSON text.
-
-_EVENT_FIELDS = (
-    "id, created, updated, occurred, event, resource_id, resource, related_resource_ids, "
-    "related, payload, received, recorded, follows"
-)
-_EVENT_VALUES = f"({', '.join('?' * 13)})"
-_SQLITE_INSERT_RESOURCES = (
-    "INSERT INTO event_resource (id, created, updated, occurred, resource_id, resource_role, "
-    "resource, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _sqlite_time(moment: dt.datetime) -> str:
-    if moment.tzinfo is not None and moment.utcoffset():
-        moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _sqlite_uuid(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.hex if isinstance(value, uuid.UUID) else uuid.UUID(str(value)).hex
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(value)  # integers beyond 64 bits, very deep nesting
-
-
-def _sqlite_insert_events(count: int) -> str:
-    """One INSERT of ``count`` events that skips ids already stored and returns the others
-    (every statement the event bus sends starts with ``INSERT INTO event``)."""
-    values = ", ".join([_EVENT_VALUES] * count)
-    return (
-        f"INSERT INTO event ({_EVENT_FIELDS}) VALUES {values} "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
-    )
-
-
-async def _write_sqlite(
-    conn: Connection, unique: dict[Any, dict[str, Any]], recorded: dt.datetime
-) -> set[uuid.UUID]:
-    stamp = _sqlite_time(recorded)
-    keys: dict[str, Any] = {}
-    parameters: list[Any] = []
-    for event_id, event in unique.items():
-        key = _sqlite_uuid(event_id)
-        assert key is not None
-        keys[key] = event_id
-        parameters += (
-            key,
-            stamp,
-            stamp,
-            _sqlite_time(event["occurred"]),
-            event["event"],
-            event["resource"]["prefect.resource.id"],
-            _json_text(event["resource"]),
-            _json_text([r["prefect.resource.id"] for r in event["related"]]),
-            _json_text(event["related"]),
-            _json_text(event["payload"]),
-            _sqlite_time(event["received"]),
-            stamp,
-            _sqlite_uuid(event["follows"]),
-        )
-    sync = conn.sync_connection
-    assert sync is not None
-    returned = sync.exec_driver_sql(_sqlite_insert_events(len(unique)), tuple(parameters))
-    inserted = {keys[row[0]] for row in returned}
-    resources = []
-    for event_id in inserted:
-        event = unique[event_id]
-        key = _sqlite_uuid(event_id)
-        occurred = _sqlite_time(event["occurred"])
-        for resource, role in [
-            (event["resource"], ""),
-            *((r, r["prefect.resource.role"]) for r in event["related"]),
-        ]:
-            labels = {
-                label: value
-                for label, value in resource.items()
-                if label not in ("prefect.resource.id", "prefect.resource.role")
-            }
-            resources.append(
-                (
-                    f"{random.getrandbits(128):032x}",  # a row id only; uuid4 is 10x slower
-                    stamp,
-                    stamp,
-                    occurred,
-                    resource["prefect.resource.id"],
-                    role,
-                    _json_text(labels),
-                    key,
-                )
-            )
-    if resources:
-        sync.exec_driver_sql(_SQLITE_INSERT_RESOURCES, resources)
-    return inserted
+    return await insert_events(conn, unique, now())
 
 
 def _event_from_row(row: Any) -> dict[str, Any]:

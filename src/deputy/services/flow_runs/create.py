@@ -9,15 +9,13 @@ the existing run back instead (200, unchanged, no new state).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, select
 
 from deputy.db import tables as t
-from deputy.db.dialect import upsert_base
+from deputy.db.dialect import insert_unless_exists
 from deputy.errors import BadRequest, NotFound, integrity_conflict
 from deputy.orchestration.bookkeeping import run_updates_for_state
 from deputy.parameters.job_variables import validate_job_variables_for_run
@@ -31,20 +29,19 @@ from deputy.schemas.core import (
 )
 from deputy.schemas.deployments import DeploymentFlowRunCreate
 from deputy.schemas.flow_runs import FlowRunCreate, flow_run_to_wire
-from deputy.services.common import now, uuid7
-from deputy.services.events import bus as events
+from deputy.services.common import Answer, json_time, now, uuid7
+from deputy.services.events import build as events
 from deputy.services.flow_runs.read import read_flow_run_by_idempotency_key
+from deputy.services.names import generate_run_name
 from deputy.services.parameters import hydrate
+from deputy.services.task_runs.orchestrate import mirror_subflow_state
 from deputy.services.work_pools import pools as work_pools
+from deputy.services.work_pools import queues as work_queues
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
 
 DEPLOYMENT_NOT_FOUND = "Deployment not found"
-
-#: Words a generated run name must not contain, so a random name never offends.
-_NAME_DENY_LIST = frozenset({"sexy", "demonic", "fat", "unkempt", "nippy", "nasty"})
-
 
 _d = t.deployment.c
 _DEPLOYMENT_COLUMNS = (
@@ -72,22 +69,44 @@ _DEPLOYMENT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedRun:
-    """The run as answered, and whether this call created it (201) or replayed a key (200)."""
+class RunLabelSource(Protocol):
+    """What a deployment's run labels are made of (a deployment row, or one read for runs)."""
 
-    body: dict[str, Any]
-    created: bool
+    id: uuid.UUID
+    flow_id: uuid.UUID
+    labels: dict[str, Any] | None
 
 
-def generate_run_name() -> str:
-    """A two-word ``adjective-animal`` slug, re-drawn if it contains a denied word."""
-    import coolname  # loads its word lists (~15 ms, ~2 MiB): at the first run, not at start
+class DeploymentForRuns(RunLabelSource, Protocol):
+    """A row of ``_READ_DEPLOYMENT``: the deployment with its queue, pool and flow (names
+    and tags for the first state's event)."""
 
-    while True:
-        words = coolname.generate(2)
-        if not _NAME_DENY_LIST.intersection(words):
-            return "-".join(words)
+    version: str | None
+    parameters: dict[str, Any]
+    parameter_openapi_schema: dict[str, Any] | None
+    enforce_parameter_schema: bool
+    job_variables: dict[str, Any]
+    tags: list[str]
+    work_queue_id: uuid.UUID | None
+    work_queue_name: str | None
+    infrastructure_document_id: uuid.UUID | None
+    queue_name: str | None
+    work_pool_id: uuid.UUID | None
+    pool_name: str | None
+    base_job_template: dict[str, Any] | None
+    deployment_name: str
+    flow_name: str | None
+    flow_tags: list[str] | None
+    pool_type: str | None
+
+
+class _Queue(NamedTuple):
+    """Where a new run waits: its queue and that queue's pool (all ``None``: no queue)."""
+
+    id: uuid.UUID | None
+    name: str | None
+    pool_id: uuid.UUID | None
+    pool_name: str | None
 
 
 # Statements built once: executing a prepared construct with parameters skips SQLAlchemy's
@@ -102,19 +121,11 @@ _READ_DEPLOYMENT = (
 )
 _INSERT_RUN = t.flow_run.insert()
 _INSERT_STATE = t.flow_run_state.insert()
+_IDEMPOTENCY_KEY = ("flow_id", "idempotency_key")
 
 
-@functools.cache
-def _insert_run_unless_key_exists(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (flow_id, idempotency_key) DO NOTHING RETURNING id."""
-    return (
-        upsert_base(dialect, t.flow_run)
-        .on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
-        .returning(t.flow_run.c.id)
-    )
-
-
-async def _read_deployment(conn: Connection, deployment_id: uuid.UUID) -> Any:
+async def read_deployment_for_runs(conn: Connection, deployment_id: uuid.UUID) -> DeploymentForRuns:
+    """The deployment columns run creation needs (the bulk route reads them once)."""
     row = (await conn.execute(_READ_DEPLOYMENT, {"deployment_id": deployment_id})).first()
     if row is None:
         raise NotFound(DEPLOYMENT_NOT_FOUND)
@@ -127,23 +138,18 @@ async def create_flow_run_from_deployment(
     body: DeploymentFlowRunCreate,
     *,
     created_by: dict[str, Any] | None = None,
-) -> CreatedRun:
-    deployment = await _read_deployment(conn, deployment_id)
+) -> Answer:
+    deployment = await read_deployment_for_runs(conn, deployment_id)
     return await create_flow_run_for(conn, deployment, body, created_by=created_by)
-
-
-async def read_deployment_for_runs(conn: Connection, deployment_id: uuid.UUID) -> Any:
-    """The deployment columns run creation needs (the bulk route reads them once)."""
-    return await _read_deployment(conn, deployment_id)
 
 
 async def create_flow_run_for(
     conn: Connection,
-    deployment: Any,
+    deployment: DeploymentForRuns,
     body: DeploymentFlowRunCreate,
     *,
     created_by: dict[str, Any] | None = None,
-) -> CreatedRun:
+) -> Answer:
     """Every rule of Prefect's create_flow_run, for an already-read deployment."""
     parameters = await hydrate(conn, {**deployment.parameters, **body.parameters})
     enforce = (
@@ -156,7 +162,7 @@ async def create_flow_run_for(
         validate_job_variables_for_run(
             deployment.base_job_template, deployment.job_variables, body.job_variables
         )
-    queue_id, queue_name, pool_id, pool_name = await _resolve_queue(conn, deployment, body)
+    queue = await _resolve_queue(conn, deployment, body)
 
     timestamp = now()
     run = new_run_row(
@@ -165,8 +171,8 @@ async def create_flow_run_for(
         flow_id=deployment.flow_id,
         deployment_id=deployment.id,
         deployment_version=deployment.version,
-        work_queue_id=queue_id,
-        work_queue_name=queue_name,
+        work_queue_id=queue.id,
+        work_queue_name=queue.name,
         parameters=parameters,
         idempotency_key=body.idempotency_key,
         context=body.context,
@@ -196,14 +202,16 @@ async def create_flow_run_for(
         conn,
         run,
         state,
-        queue_name=queue_name,
-        pool_id=pool_id,
-        pool_name=pool_name,
+        queue_name=queue.name,
+        pool_id=queue.pool_id,
+        pool_name=queue.pool_name,
         event_names=names,
     )
 
 
-def deployment_run_labels(deployment: Any, requested: dict[str, Any] | None) -> dict[str, Any]:
+def deployment_run_labels(
+    deployment: RunLabelSource, requested: dict[str, Any] | None
+) -> dict[str, Any]:
     """A deployment's run labels: the deployment's, then the system ids, then the request's."""
     return {
         **(deployment.labels or {}),
@@ -253,10 +261,10 @@ async def insert_run(
     state: dict[str, Any],
     *,
     queue_name: str | None,
-    pool_id: Any,
+    pool_id: uuid.UUID | None,
     pool_name: str | None,
     event_names: dict[str, Any] | None = None,
-) -> CreatedRun:
+) -> Answer:
     """Insert the run with its first state (bookkeeping applied, no orchestration).
 
     With an idempotency key the insert is ``ON CONFLICT DO NOTHING``; a replay returns the
@@ -268,18 +276,16 @@ async def insert_run(
     if key is None:
         await conn.execute(_INSERT_RUN, run)
     else:
-        inserted = await conn.execute(_insert_run_unless_key_exists(conn.dialect.name), run)
-        if inserted.first() is None:
+        statement = insert_unless_exists(conn.dialect.name, t.flow_run, _IDEMPOTENCY_KEY)
+        if (await conn.execute(statement, run)).first() is None:
             existing = await read_flow_run_by_idempotency_key(conn, run["flow_id"], key)
-            return CreatedRun(existing, created=False)
+            return Answer(existing, created=False)
     parent_task_run_id = run["parent_task_run_id"]
     if parent_task_run_id is not None:  # a subflow's states name the task standing for it
         state["state_details"]["task_run_id"] = str(parent_task_run_id)
     await conn.execute(_INSERT_STATE, state)
     if parent_task_run_id is not None:
         # As after any of a subflow's states (Prefect's global rules apply at creation too).
-        from deputy.services.task_runs.crud import mirror_subflow_state
-
         await mirror_subflow_state(conn, parent_task_run_id, run["id"], state)
     events.flow_run_created(
         run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, names=event_names
@@ -287,16 +293,16 @@ async def insert_run(
     body = flow_run_to_wire(
         run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, now=run["created"]
     )
-    return CreatedRun(body, created=True)
+    return Answer(body, created=True)
 
 
 async def _resolve_queue(
-    conn: Connection, deployment: Any, body: DeploymentFlowRunCreate
-) -> tuple[Any, str | None, Any, str | None]:
-    """(queue id, queue name, pool id, pool name) for the run: the deployment's queue, or the
-    requested one inside the deployment's pool, created there when it does not exist yet."""
+    conn: Connection, deployment: DeploymentForRuns, body: DeploymentFlowRunCreate
+) -> _Queue:
+    """The run's queue: the deployment's, or the requested one inside the deployment's pool,
+    created there when it does not exist yet."""
     if not body.work_queue_name:
-        return (
+        return _Queue(
             deployment.work_queue_id,
             deployment.queue_name
             if deployment.queue_name is not None
@@ -310,10 +316,10 @@ async def _resolve_queue(
             f"{deployment.id} is not associated with a work pool. Please remove work_pool_name "
             "and try again."
         )
-    queue = await work_pools.get_or_create_work_queue(
+    queue = await work_queues.get_or_create_work_queue(
         conn, deployment.work_pool_id, body.work_queue_name
     )
-    return queue.id, queue.name, deployment.work_pool_id, deployment.pool_name
+    return _Queue(queue.id, queue.name, deployment.work_pool_id, deployment.pool_name)
 
 
 def initial_state(
@@ -331,7 +337,7 @@ def initial_state(
         else {**EMPTY_STATE_DETAILS}
     )
     if state_type == StateType.SCHEDULED and details.get("scheduled_time") is None:
-        details["scheduled_time"] = _json_time(timestamp)
+        details["scheduled_time"] = json_time(timestamp)
     details["flow_run_id"] = str(run_id)
     return {
         "id": uuid7(),
@@ -348,10 +354,6 @@ def initial_state(
     }
 
 
-def _json_time(value: dt.datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def _union(first: list[str], second: list[str]) -> list[str]:
     """Tags of both, each once, in first-seen order (Prefect's set order is unspecified)."""
     return list(dict.fromkeys([*first, *second]))
@@ -359,7 +361,7 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 async def create_flow_run(
     conn: Connection, body: FlowRunCreate, *, created_by: dict[str, Any] | None = None
-) -> CreatedRun:
+) -> Answer:
     """``POST /flow_runs/``: a run of a flow, optionally in a pool's queue; PENDING by default.
 
     Unlike create_flow_run from a deployment, a named queue must exist (404), no parameter
@@ -376,7 +378,7 @@ async def create_flow_run(
     if body.work_pool_name:
         pool = await work_pools.read_work_pool_by_name(conn, body.work_pool_name)
         queue = (
-            await work_pools.read_work_queue_in_pool(conn, pool.id, body.work_queue_name)
+            await work_queues.read_work_queue_in_pool(conn, pool.id, body.work_queue_name)
             if body.work_queue_name
             else (
                 await conn.execute(

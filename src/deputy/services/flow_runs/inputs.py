@@ -45,7 +45,7 @@ async def store_flow_run_input(
         raise NotFound("Flow run not found")
     timestamp = now()
     statement = (
-        insert_on_conflict(conn, t.flow_run_input)
+        insert_on_conflict(conn.dialect.name, t.flow_run_input)
         .values(
             id=uuid.uuid4(),
             created=timestamp,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from deputy.db import tables as t
 from deputy.db.engine import Database
-from deputy.orchestration.policy import StateDraft
+from deputy.orchestration.states import StateDraft
 from deputy.schemas.core import StateType
 from deputy.services.flow_runs import set_state
 
@@ -54,5 +54,5 @@ async def mark_late_runs(
             result = await set_state.orchestrate(
                 conn, row, late, force=False, client_version=None, timestamp=now
             )
-            marked += int(result.written)
+            marked += int(result.created)
     return marked

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, delete, func, nulls_last, select, update
 
 from deputy.db import tables as t
-from deputy.db.filters.runs import flow_run_where
+from deputy.db.filters.related import flow_run_where
 from deputy.db.wire import rendered_runs
 from deputy.db.wire import rows as wire_rows
 from deputy.db.wire.rendered_runs import WireRun

@@ -17,33 +17,25 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import bindparam, delete, func, select, update
 
 from deputy.db import tables as t
+from deputy.db.dialect import greatest, is_postgres
 from deputy.errors import ObjectNotFound
 from deputy.orchestration.bookkeeping import run_updates_for_state
-from deputy.orchestration.policy import (
+from deputy.orchestration.flow_context import (
     DEFAULT_LEASE_SECONDS,
-    CurrentState,
-    Decision,
     DeploymentSlots,
     RunView,
-    StateDraft,
-    Status,
     Transition,
-    decide,
-    default_name,
-    needs_slots,
 )
-from deputy.parameters.hydration import HydrationFailed
-from deputy.parameters.schema import CircularSchema, run_input_problem
+from deputy.orchestration.policy import decide, needs_slots
+from deputy.orchestration.states import CurrentState, Decision, Effects, StateDraft, default_name
 from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType, canonical_details
 from deputy.schemas.flow_runs import state_to_wire
-from deputy.services.common import now, uuid7
-from deputy.services.events import bus as events
-from deputy.services.flow_runs.inputs import find_flow_run_input, store_flow_run_input
-from deputy.services.parameters import hydrate
+from deputy.services.common import Answer, json_details, now, orchestration_result, uuid7
+from deputy.services.events import build as events
+from deputy.services.task_runs.orchestrate import mirror_subflow_state
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -118,17 +110,9 @@ async def read_run_for_update(conn: Connection, flow_run_id: uuid.UUID) -> Any:
     excludes every other writer.)
     """
     parameters = {"run_id": flow_run_id}
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         await conn.execute(_LOCK_RUN, parameters)
     return (await conn.execute(_READ_RUN, parameters)).first()
-
-
-class StateResult:
-    """What set_state answers, and whether a state was written (201) or not (200)."""
-
-    def __init__(self, body: dict[str, Any], written: bool) -> None:
-        self.body = body
-        self.written = written
 
 
 async def set_flow_run_state(
@@ -138,7 +122,7 @@ async def set_flow_run_state(
     *,
     force: bool = False,
     client_version: tuple[int, ...] | None = None,
-) -> StateResult:
+) -> Answer:
     row = await read_run_for_update(conn, flow_run_id)
     if row is None:
         raise ObjectNotFound(f"Flow run with id {flow_run_id} not found")
@@ -164,9 +148,9 @@ async def orchestrate(
     force: bool,
     client_version: tuple[int, ...] | None,
     timestamp: dt.datetime,
-) -> StateResult:
+) -> Answer:
     """Decide on ``draft`` for the run in ``row`` (read with ``_READ_RUN``) and apply it."""
-    current = _current_state(row)
+    current = current_state(row)
     run = RunView(
         id=row.id,
         deployment_id=row.deployment_id,
@@ -200,13 +184,14 @@ async def orchestrate(
     if decision.state is None:
         if decision.effects.renew_lease and current is not None and slots is not None:
             await _renew_lease(conn, current.details, slots, timestamp)
-        return StateResult(_result(decision, _current_body(row)), written=False)
+        return Answer(orchestration_result(decision, current_body(row)), created=False)
     state = await _write(conn, row, current, decision, slots)
     # Answered as Prefect's State: without the row's created, updated and flow_run_id.
-    return StateResult(_result(decision, state_to_wire(state)), written=True)
+    return Answer(orchestration_result(decision, state_to_wire(state)), created=True)
 
 
-def _current_state(row: Any) -> CurrentState | None:
+def current_state(row: Any) -> CurrentState | None:
+    """The run's current state in a row read with ``read_run_for_update``."""
     if row.state__id is None:
         return None
     return CurrentState(
@@ -218,7 +203,8 @@ def _current_state(row: Any) -> CurrentState | None:
     )
 
 
-def _current_body(row: Any) -> dict[str, Any] | None:
+def current_body(row: Any) -> dict[str, Any] | None:
+    """The run's current state as set_state answers it (Prefect's State)."""
     if row.state__id is None:
         return None
     return {
@@ -255,7 +241,7 @@ async def _load_slots(
         .join(t.concurrency_limit_v2, _limit.id == t.deployment.c.concurrency_limit_id)
         .where(t.deployment.c.id == deployment_id)
     )
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         # The limit row is the one every claimant of this deployment's slots waits on; the
         # values read from it after the wait are the committed ones.
         query = query.with_for_update(of=t.concurrency_limit_v2)
@@ -284,24 +270,10 @@ async def _write(
     """Apply the decision's effects, insert the state, update the run; returns the state."""
     draft = decision.state
     assert draft is not None
-    effects = decision.effects
-    details = {**EMPTY_STATE_DETAILS, **_json_details(draft.details), "flow_run_id": str(row.id)}
+    details = {**EMPTY_STATE_DETAILS, **json_details(draft.details), "flow_run_id": str(row.id)}
     if row.parent_task_run_id is not None:  # a subflow's states name the task standing for it
         details["task_run_id"] = str(row.parent_task_run_id)
-    lease_id = details.get("deployment_concurrency_lease_id")
-    if effects.acquire_slot and slots is not None and slots.limit_id is not None:
-        details["deployment_concurrency_lease_id"] = str(
-            await _acquire_slot(conn, slots, row.id, draft.timestamp)
-        )
-    if effects.renew_lease and slots is not None:
-        await _renew_lease(conn, details, slots, draft.timestamp)
-    if effects.revoke_lease and lease_id:
-        await conn.execute(delete(t.concurrency_lease).where(_lease.id == uuid.UUID(lease_id)))
-    if effects.release_slot and row.deployment_id is not None:
-        held = current.details.get("deployment_concurrency_lease_id") if current else None
-        await release_slot(conn, row.deployment_id, held)
-        details["deployment_concurrency_lease_id"] = None
-
+    await _apply_effects(conn, row, current, decision.effects, slots, details, draft.timestamp)
     timestamp = draft.timestamp
     if current is not None and timestamp <= current.timestamp:
         timestamp = current.timestamp + dt.timedelta(microseconds=1)  # unique per run
@@ -332,19 +304,43 @@ async def _write(
     changes = run_updates_for_state(
         run_fields, current.type if current else None, current.timestamp if current else None, state
     )
-    if effects.policy is not None:
-        changes["empirical_policy"] = effects.policy
+    if decision.effects.policy is not None:
+        changes["empirical_policy"] = decision.effects.policy
     changes["updated"] = draft.timestamp
     await conn.execute(_INSERT_STATE, state)
     await conn.execute(update(t.flow_run).where(_run.id == row.id).values(**changes))
     events.flow_run_state_written(row, state, changes.get("run_count", row.run_count))
     if row.parent_task_run_id is not None:
         # The parent flow's task run for this subflow follows its states (Prefect's
-        # UpdateSubflowParentTask); imported here because task runs build on this module.
-        from deputy.services.task_runs.crud import mirror_subflow_state
-
+        # UpdateSubflowParentTask).
         await mirror_subflow_state(conn, row.parent_task_run_id, row.id, state)
     return state
+
+
+async def _apply_effects(
+    conn: Connection,
+    row: Any,
+    current: CurrentState | None,
+    effects: Effects,
+    slots: DeploymentSlots | None,
+    details: dict[str, Any],
+    timestamp: dt.datetime,
+) -> None:
+    """Take, renew, revoke or give back the deployment slot as the decision says, noting
+    in the new state's ``details`` the lease it holds."""
+    lease_id = details.get("deployment_concurrency_lease_id")
+    if effects.acquire_slot and slots is not None and slots.limit_id is not None:
+        details["deployment_concurrency_lease_id"] = str(
+            await _acquire_slot(conn, slots, row.id, timestamp)
+        )
+    if effects.renew_lease and slots is not None:
+        await _renew_lease(conn, details, slots, timestamp)
+    if effects.revoke_lease and lease_id:
+        await conn.execute(delete(t.concurrency_lease).where(_lease.id == uuid.UUID(lease_id)))
+    if effects.release_slot and row.deployment_id is not None:
+        held = current.details.get("deployment_concurrency_lease_id") if current else None
+        await release_slot(conn, row.deployment_id, held)
+        details["deployment_concurrency_lease_id"] = None
 
 
 async def _renew_lease(
@@ -412,124 +408,5 @@ async def release_slot(conn: Connection, deployment_id: uuid.UUID, lease_id: str
     await conn.execute(
         update(t.concurrency_limit_v2)
         .where(_limit.id == limit_id)
-        .values(active_slots=func.max(_limit.active_slots - released, 0))
-        if conn.dialect.name == "sqlite"
-        else update(t.concurrency_limit_v2)
-        .where(_limit.id == limit_id)
-        .values(active_slots=func.greatest(_limit.active_slots - released, 0))
+        .values(active_slots=greatest(conn, _limit.active_slots - released, 0))
     )
-
-
-def _json_details(details: dict[str, Any]) -> dict[str, Any]:
-    """State details as stored: datetimes as ISO text with ``Z``, UUIDs as text."""
-    out: dict[str, Any] = {}
-    for key, value in details.items():
-        if isinstance(value, dt.datetime):
-            out[key] = value.isoformat().replace("+00:00", "Z")
-        elif isinstance(value, uuid.UUID):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _result(decision: Decision, state: dict[str, Any] | None) -> dict[str, Any]:
-    return {"state": state, "status": decision.status.value, "details": _details(decision)}
-
-
-def _details(decision: Decision) -> dict[str, Any]:
-    if decision.status == Status.ACCEPT:
-        return {"type": "accept_details"}
-    if decision.status == Status.WAIT:
-        return {
-            "type": "wait_details",
-            "delay_seconds": decision.delay_seconds,
-            "reason": decision.reason,
-        }
-    if decision.status == Status.ABORT:
-        return {"type": "abort_details", "reason": decision.reason}
-    return {"type": "reject_details", "reason": decision.reason}
-
-
-async def resume_flow_run(
-    conn: Connection,
-    flow_run_id: uuid.UUID,
-    run_input: dict[str, Any] | None,
-    *,
-    client_version: tuple[int, ...] | None = None,
-) -> StateResult:
-    """Resume a paused run: RUNNING again, or SCHEDULED "Resuming" when it was suspended.
-
-    A pause that asked for input (``run_input_keyset``) is resumed only with input that
-    fits the schema the run stored; once the move is accepted, the input is stored as the
-    run's answer, in the same transaction. Otherwise the answer is Prefect's REJECT, the
-    run left paused.
-    """
-    row = await read_run_for_update(conn, flow_run_id)
-    if row is None:
-        raise ObjectNotFound(f"Flow run with id {flow_run_id} not found")
-    current = _current_state(row)
-    if current is None or current.type != StateType.PAUSED:
-        body = {
-            "state": None,
-            "status": Status.ABORT.value,
-            "details": {
-                "type": "abort_details",
-                "reason": "Cannot resume a flow run that is not paused.",
-            },
-        }
-        return StateResult(body, written=False)
-    keyset = current.details.get("run_input_keyset")
-    if keyset:
-        run_input, refusal = await _checked_run_input(conn, flow_run_id, keyset, run_input)
-        if refusal is not None:
-            body = {
-                "state": _current_body(row),
-                "status": Status.REJECT.value,
-                "details": {"type": "abort_details", "reason": refusal},
-            }
-            return StateResult(body, written=False)
-    timestamp = now()
-    if current.details.get("pause_reschedule"):
-        draft = StateDraft.of(
-            StateType.SCHEDULED, timestamp, name="Resuming", details={"scheduled_time": timestamp}
-        )
-    else:
-        draft = StateDraft.of(StateType.RUNNING, timestamp)
-    result = await orchestrate(
-        conn, row, draft, force=False, client_version=client_version, timestamp=timestamp
-    )
-    response_key = keyset.get("response") if keyset else None
-    if response_key and run_input and result.body["status"] == Status.ACCEPT.value:
-        await store_flow_run_input(
-            conn, flow_run_id, response_key, orjson.dumps(run_input).decode()
-        )
-    return result
-
-
-async def _checked_run_input(
-    conn: Connection,
-    flow_run_id: uuid.UUID,
-    keyset: dict[str, Any],
-    run_input: dict[str, Any] | None,
-) -> tuple[dict[str, Any], str | None]:
-    """The hydrated input, or why it cannot resume the run (Prefect's reasons)."""
-    try:
-        hydrated = await hydrate(conn, run_input or {}) or {}
-    except HydrationFailed as failure:
-        return {}, f"Error hydrating run input: {failure.reason}"
-    schema_key = keyset.get("schema")
-    schema_text = (
-        None if schema_key is None else await find_flow_run_input(conn, flow_run_id, schema_key)
-    )
-    if schema_text is None:
-        return hydrated, "Run input schema not found."
-    try:
-        schema = orjson.loads(schema_text)
-    except orjson.JSONDecodeError:
-        return hydrated, "Run input schema is not valid JSON."
-    try:
-        problem = run_input_problem(hydrated, schema)
-    except CircularSchema:
-        return hydrated, ("Invalid schema: Unable to validate schema with circular references.")
-    return hydrated, None if problem is None else f"Reason: {problem}"
