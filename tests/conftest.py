@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from databases import DEFAULT_POSTGRES_URL, DatabaseBackends
 from deputy.app import create_app
 from deputy.db.engine import Database
+from deputy.services.common import Clock, now
 from deputy.settings import Settings
 
 
@@ -65,8 +66,14 @@ def sqlite_only(test_databases: DatabaseBackends) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+def clock() -> Clock:
+    """The app's clock: the real one; a test module overrides this fixture to stop time."""
+    return now
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, clock=clock)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -20,7 +20,8 @@ from deputy.db import migrate
 from deputy.db.engine import Database
 from deputy.db.errors import Fault, classify, connection_error_classes
 from deputy.errors import DeputyError, ServiceUnavailable, Unprocessable, integrity_conflict
-from deputy.services import background
+from deputy.services import background, common
+from deputy.services.common import Clock
 from deputy.services.events.bus import bus
 from deputy.services.task_runs.recorder import record_task_run_event
 from deputy.settings import Settings
@@ -32,16 +33,19 @@ logger = logging.getLogger("deputy")
 EVENT_RECORDERS = {"prefect.task-run.": record_task_run_event}
 
 
-def create_app(settings: Settings, *, migrate_on_start: bool = True) -> FastAPI:
-    """The root app: lifespan opens (and migrates) the database; the API is mounted at /api."""
+def create_app(
+    settings: Settings, *, migrate_on_start: bool = True, clock: Clock = common.now
+) -> FastAPI:
+    """The root app: lifespan opens (and migrates) the database; the API is mounted at /api.
+    ``clock`` is the one every request, background loop and the event bus read (tests fix it)."""
     database = Database(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
             await migrate.upgrade(database)
-        bus.start(database, recorders=EVENT_RECORDERS)
-        tasks = background.start(settings, database)
+        bus.start(database, recorders=EVENT_RECORDERS, clock=clock)
+        tasks = background.start(settings, database, clock)
         try:
             yield
         finally:
@@ -49,7 +53,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = True) -> FastAPI:
             await bus.stop()  # writes the events still queued
             await database.dispose()
 
-    api = create_api_app(settings, database)
+    api = create_api_app(settings, database, clock=clock)
     root = FastAPI(title="deputy", version=__version__, lifespan=lifespan, openapi_url=None)
     root.state.settings = settings
     root.state.database = database
@@ -57,9 +61,16 @@ def create_app(settings: Settings, *, migrate_on_start: bool = True) -> FastAPI:
     return root
 
 
-def create_api_app(settings: Settings, database: Database, *, fast_path: bool = True) -> FastAPI:
+def create_api_app(
+    settings: Settings,
+    database: Database,
+    *,
+    fast_path: bool = True,
+    clock: Clock = common.now,
+) -> FastAPI:
     """The Prefect-compatible REST API, with paths as Prefect lists them (no ``/api``);
-    ``fast_path=False`` leaves create_flow_run to its FastAPI route (for the tests)."""
+    ``fast_path=False`` leaves create_flow_run to its FastAPI route (for the tests). Routes
+    read ``clock`` once per request (``api.deps.request_now``)."""
     api = FastAPI(
         title="deputy",
         version=__version__,
@@ -68,6 +79,7 @@ def create_api_app(settings: Settings, database: Database, *, fast_path: bool = 
     )
     api.state.settings = settings
     api.state.database = database
+    api.state.clock = clock
     for router in ROUTERS:
         api.include_router(router)
     # Added first, so it runs after the header checks (Starlette runs the last added first).

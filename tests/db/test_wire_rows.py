@@ -1,7 +1,7 @@
 """Rows read for the wire (``deputy.db.wire.rows``) answer exactly what decoded rows answer.
 
 Each endpoint that reads runs that way is asked twice over the same runs, with the wire rows
-on and off (``wire_rows.ENABLED``), the clock frozen so the estimates agree. The answers must
+on and off (``wire_rows.ENABLED``), the app's clock stopped so the estimates agree. The answers must
 be the same bytes; where a run holds integers beyond 64 bits, whose stored text orjson never
 wrote, the same JSON (values and key order). On SQLite the fast answers are the ones SQLite
 renders (``deputy.db.wire.rendered_runs``); its expressions are also checked one by one.
@@ -27,20 +27,20 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from deputy.db import tables as t
 from deputy.db.engine import Database
+from deputy.db.wire import rendered_runs, sqlite_json
 from deputy.db.wire import rows as wire_rows
-from deputy.db.wire import sqlite_json
-from deputy.services.flow_runs import read as flow_runs_service
-from deputy.services.work_pools import polls as polls_service
+from deputy.schemas.flow_runs import FLOW_RUN_FIELDS, FLOW_RUN_RESPONSE_FIELDS, Source
+from deputy.services.common import Clock
 from factories import create_deployment, create_work_pool
 
 NOW = dt.datetime(2030, 6, 1, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 UTC = dt.UTC
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(polls_service, "now", lambda: NOW)
-    monkeypatch.setattr(flow_runs_service, "now", lambda: NOW)
+@pytest.fixture
+def clock() -> Clock:
+    """The app's clock (see ``conftest.py``), stopped at ``NOW``."""
+    return lambda: NOW
 
 
 def ordered(content: bytes) -> Any:
@@ -212,6 +212,9 @@ async def test_worker_poll_answers_the_same(
         assert fast.content == decoded.content, body
     # A policy stored without its defaults is answered with them, as Prefect's FlowRunPolicy.
     polled = (await client.post(url, json={})).json()
+    for item in polled:  # in the order of the field list
+        assert list(item) == ["work_pool_id", "work_queue_id", "flow_run"]
+        assert list(item["flow_run"]) == list(FLOW_RUN_FIELDS)
     retrying = next(item for item in polled if item["flow_run"]["id"] == made["retrying"]["id"])
     assert retrying["flow_run"]["empirical_policy"] == {
         "max_retries": 0,
@@ -261,6 +264,7 @@ async def test_flow_run_filter_and_read_answer_the_same(
         assert fast.content == decoded.content, body
     fast, decoded = await both_ways(monkeypatch, lambda: client.post("/flow_runs/filter"))
     assert len(fast.json()) == 7
+    assert all(list(run) == list(FLOW_RUN_RESPONSE_FIELDS) for run in fast.json())
     assert ordered(fast.content) == ordered(decoded.content)
     for key in ("future", "late", "retrying", "running", "done", "stateless"):
         url = f"/flow_runs/{made[key]['id']}"
@@ -353,3 +357,14 @@ def test_sqlite_does_not_render_floats_or_uuids() -> None:
     for type_ in (sqlalchemy.Float(), sqlalchemy.Uuid()):
         with pytest.raises(TypeError):
             sqlite_json.wire_value(sqlalchemy.column("v", type_))
+
+
+def test_rendered_templates_refuse_a_shape_sqlite_cannot_write() -> None:
+    """SQLite writes a group of fields as one ``json_object``: a shape must keep them
+    together, in order, and all columns."""
+    shape = dict(FLOW_RUN_FIELDS)
+    assert rendered_runs._holes(shape)[1][:3] == ["id", "created", "flow_id"]
+    with pytest.raises(ValueError, match="consecutive"):
+        rendered_runs._holes({key: shape[key] for key in ("id", "updated", "created", "name")})
+    with pytest.raises(ValueError, match="columns only"):
+        rendered_runs._holes({**shape, "updated": Source.RUN_TIME})

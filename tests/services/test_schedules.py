@@ -197,7 +197,7 @@ async def test_pausing_removes_waiting_auto_runs_and_resuming_plans_from_now(
     assert (await client.get(base)).json()["paused"] is True
     # A scheduler pass leaves a paused deployment alone.
     await _make_due(database, deployment["id"])
-    assert await scheduler.run_scheduler(database, DEFAULT, batch=100) == 0
+    assert await scheduler.run_scheduler(database, DEFAULT, batch=100, clock=now) == 0
 
     assert (await client.post(f"{base}/resume_deployment")).status_code == 200
     auto = [r for r in await _runs(client, deployment["id"]) if r["auto_scheduled"]]
@@ -308,7 +308,7 @@ async def test_an_idle_scheduler_pass_is_one_query_however_many_deployments(
     for _ in range(30):
         await _scheduled_deployment(client)
     with counted_statements(database) as statements:
-        assert await scheduler.run_scheduler(database, DEFAULT, batch=100) == 0
+        assert await scheduler.run_scheduler(database, DEFAULT, batch=100, clock=now) == 0
     assert len(statements) == 1, statements
 
 
@@ -317,11 +317,12 @@ async def test_the_scheduler_tops_up_a_schedule_when_its_refill_time_comes(
 ) -> None:
     deployment = await _scheduled_deployment(client)
     more = scheduler.Horizon(min_runs=10, max_runs=100)
-    assert await scheduler.run_scheduler(database, more, batch=100) == 0  # not due yet
+    assert await scheduler.run_scheduler(database, more, batch=100, clock=now) == 0  # not due yet
     await _make_due(database, deployment["id"])
-    assert await scheduler.run_scheduler(database, more, batch=100) == 7
+    assert await scheduler.run_scheduler(database, more, batch=100, clock=now) == 7
     assert await _slots(client, deployment["id"]) == _hours_ahead(10)
-    assert await scheduler.run_scheduler(database, more, batch=100) == 0  # refill moved on
+    refill_moved_on = await scheduler.run_scheduler(database, more, batch=100, clock=now)
+    assert refill_moved_on == 0
 
 
 async def test_two_scheduler_loops_at_once_never_duplicate_a_run(
@@ -335,8 +336,8 @@ async def test_two_scheduler_loops_at_once_never_duplicate_a_run(
     more = scheduler.Horizon(min_runs=10, max_runs=100)
     try:
         inserted = await asyncio.gather(
-            scheduler.run_scheduler(database, more, batch=100),
-            scheduler.run_scheduler(other, more, batch=100),
+            scheduler.run_scheduler(database, more, batch=100, clock=now),
+            scheduler.run_scheduler(other, more, batch=100, clock=now),
         )
     finally:
         await other.dispose()
@@ -365,7 +366,7 @@ async def test_edits_racing_scheduler_passes_leave_exactly_the_current_plan(
     async def passes() -> None:
         for _ in range(12):
             await _make_due(other, deployment["id"])
-            await scheduler.run_scheduler(other, more, batch=100)
+            await scheduler.run_scheduler(other, more, batch=100, clock=now)
 
     try:
         await asyncio.gather(edits(), passes())
@@ -403,7 +404,7 @@ async def test_a_schedule_that_cannot_be_computed_makes_no_runs_and_no_500(
     runs = await _runs(client, deployment["id"])
     assert {r["created_by"]["display_value"] for r in runs} == {"ok"}
     await _make_due(database, deployment["id"])
-    assert await scheduler.run_scheduler(database, DEFAULT, batch=100) == 0
+    assert await scheduler.run_scheduler(database, DEFAULT, batch=100, clock=now) == 0
 
 
 async def test_hostile_schedule_inputs_get_a_4xx_or_nothing_never_a_500(

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from fastapi import Response, status
+from fastapi import Request, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import DatabaseDep, IdPath, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.db import tables as t
 from deputy.schemas.artifacts import (
@@ -27,9 +27,11 @@ router = FastRouter(prefix="/artifacts", tags=["Artifacts"])
 
 
 @router.post("/", response_model=Artifact, status_code=status.HTTP_201_CREATED)
-async def create_artifact(body: ArtifactCreate, database: DatabaseDep) -> JSONResponse:
+async def create_artifact(
+    request: Request, body: ArtifactCreate, database: DatabaseDep
+) -> JSONResponse:
     async with database.write() as conn:
-        row = await artifacts.create_artifact(conn, body)
+        row = await artifacts.create_artifact(conn, body, now=request_now(request))
     return json_response(artifact_to_wire(row), status_code=201)
 
 
@@ -96,14 +98,16 @@ async def count_latest_artifacts(
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def update_artifact(id: IdPath, body: ArtifactUpdate, database: DatabaseDep) -> Response:
+async def update_artifact(
+    request: Request, id: IdPath, body: ArtifactUpdate, database: DatabaseDep
+) -> Response:
     async with database.write() as conn:
-        await artifacts.update_artifact(conn, id, body)
+        await artifacts.update_artifact(conn, id, body, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_artifact(id: IdPath, database: DatabaseDep) -> Response:
+async def delete_artifact(request: Request, id: IdPath, database: DatabaseDep) -> Response:
     async with database.write() as conn:
-        await artifacts.delete_artifact(conn, id)
+        await artifacts.delete_artifact(conn, id, now=request_now(request))
     return Response(status_code=204)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import Body, Path, Response, status
+from fastapi import Body, Path, Request, Response, status
 
-from deputy.api.deps import DatabaseDep
+from deputy.api.deps import DatabaseDep, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.orchestration.flow_context import DEFAULT_LEASE_SECONDS
 from deputy.schemas.concurrency_limits import (
@@ -26,7 +26,7 @@ from deputy.schemas.concurrency_limits import (
 )
 from deputy.schemas.core import MAX_OFFSET
 from deputy.schemas.deployments import GlobalConcurrencyLimitResponse
-from deputy.services.common import now, page_limit
+from deputy.services.common import page_limit
 from deputy.services.concurrency import leases, tag_limits
 from deputy.services.concurrency import limits as concurrency_limits
 
@@ -54,49 +54,63 @@ LeaseDuration = Annotated[
 
 @router.post("/", response_model=ConcurrencyLimitV2, status_code=status.HTTP_201_CREATED)
 async def create_concurrency_limit_v2(
-    concurrency_limit: ConcurrencyLimitV2Create, database: DatabaseDep
+    request: Request, concurrency_limit: ConcurrencyLimitV2Create, database: DatabaseDep
 ) -> JSONResponse:
     """Create a global concurrency limit; a name already taken is a 409."""
     async with database.write() as conn:
-        row = await concurrency_limits.create_limit(conn, concurrency_limit)
+        row = await concurrency_limits.create_limit(
+            conn, concurrency_limit, now=request_now(request)
+        )
     return json_response(limit_to_wire(row), status_code=201)
 
 
 @router.get("/{id_or_name}", response_model=GlobalConcurrencyLimitResponse)
-async def read_concurrency_limit_v2(id_or_name: IdOrName, database: DatabaseDep) -> JSONResponse:
+async def read_concurrency_limit_v2(
+    request: Request, id_or_name: IdOrName, database: DatabaseDep
+) -> JSONResponse:
     async with database.read() as conn:
-        row = await concurrency_limits.read_limit(conn, id_or_name)
+        row = await concurrency_limits.read_limit(conn, id_or_name, now=request_now(request))
     return json_response(global_limit_to_wire(row))
 
 
 @router.post("/filter", response_model=list[GlobalConcurrencyLimitResponse])
 async def read_all_concurrency_limits_v2(
-    database: DatabaseDep, limit: LimitBody = None, offset: OffsetBody = 0
+    request: Request, database: DatabaseDep, limit: LimitBody = None, offset: OffsetBody = 0
 ) -> JSONResponse:
     page = page_limit(limit)
     async with database.read() as conn:
-        rows = await concurrency_limits.read_limits(conn, offset=offset or 0, limit=page)
+        rows = await concurrency_limits.read_limits(
+            conn, offset=offset or 0, limit=page, now=request_now(request)
+        )
     return json_response([global_limit_to_wire(row) for row in rows])
 
 
 @router.patch("/{id_or_name}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_concurrency_limit_v2(
-    concurrency_limit: ConcurrencyLimitV2Update, id_or_name: IdOrName, database: DatabaseDep
+    request: Request,
+    concurrency_limit: ConcurrencyLimitV2Update,
+    id_or_name: IdOrName,
+    database: DatabaseDep,
 ) -> Response:
     async with database.write() as conn:
-        await concurrency_limits.update_limit(conn, id_or_name, concurrency_limit)
+        await concurrency_limits.update_limit(
+            conn, id_or_name, concurrency_limit, now=request_now(request)
+        )
     return Response(status_code=204)
 
 
 @router.delete("/{id_or_name}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_concurrency_limit_v2(id_or_name: IdOrName, database: DatabaseDep) -> Response:
+async def delete_concurrency_limit_v2(
+    request: Request, id_or_name: IdOrName, database: DatabaseDep
+) -> Response:
     async with database.write() as conn:
-        await concurrency_limits.delete_limit(conn, id_or_name)
+        await concurrency_limits.delete_limit(conn, id_or_name, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.post("/increment", response_model=list[MinimalConcurrencyLimitResponse])
 async def bulk_increment_active_slots(
+    request: Request,
     slots: Slots,
     names: Names,
     database: DatabaseDep,
@@ -107,7 +121,7 @@ async def bulk_increment_active_slots(
     without a limit are skipped; ``create_if_missing`` is ignored, as in Prefect 3."""
     async with database.write() as conn:
         acquisition = await concurrency_limits.acquire(
-            conn, names, slots, mode or "concurrency", now()
+            conn, names, slots, mode or "concurrency", request_now(request)
         )
     if not acquisition.taken:
         raise concurrency_limits.Locked(retry_after=acquisition.retry_after)
@@ -116,6 +130,7 @@ async def bulk_increment_active_slots(
 
 @router.post("/increment-with-lease", response_model=ConcurrencyLimitWithLeaseResponse)
 async def bulk_increment_active_slots_with_lease(
+    request: Request,
     slots: Slots,
     names: Names,
     database: DatabaseDep,
@@ -140,6 +155,7 @@ async def bulk_increment_active_slots_with_lease(
             mode or "concurrency",
             lease_duration if lease_duration is not None else DEFAULT_LEASE_SECONDS,
             holder_json,
+            now=request_now(request),
         )
     if not acquisition.taken:
         raise concurrency_limits.Locked(retry_after=acquisition.retry_after)
@@ -149,6 +165,7 @@ async def bulk_increment_active_slots_with_lease(
 
 @router.post("/decrement", response_model=list[MinimalConcurrencyLimitResponse])
 async def bulk_decrement_active_slots(
+    request: Request,
     slots: Slots,
     names: Names,
     database: DatabaseDep,
@@ -156,12 +173,15 @@ async def bulk_decrement_active_slots(
     create_if_missing: Annotated[bool | None, Body(deprecated=True)] = None,
 ) -> JSONResponse:
     async with database.write() as conn:
-        rows = await concurrency_limits.decrement(conn, names, slots, occupancy_seconds)
+        rows = await concurrency_limits.decrement(
+            conn, names, slots, occupancy_seconds, now=request_now(request)
+        )
     return json_response([minimal_limit_to_wire(row) for row in rows])
 
 
 @router.post("/decrement-with-lease", status_code=status.HTTP_204_NO_CONTENT)
 async def bulk_decrement_active_slots_with_lease(
+    request: Request,
     lease_id: Annotated[
         uuid.UUID,
         Body(
@@ -173,12 +193,13 @@ async def bulk_decrement_active_slots_with_lease(
 ) -> Response:
     """Release the lease and give its slots back; a lease already gone is no error."""
     async with database.write() as conn:
-        await leases.release_lease(conn, lease_id)
+        await leases.release_lease(conn, lease_id, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.post("/leases/{lease_id}/renew", status_code=status.HTTP_204_NO_CONTENT)
 async def renew_concurrency_lease(
+    request: Request,
     lease_id: Annotated[uuid.UUID, Path(description="The ID of the lease to renew")],
     database: DatabaseDep,
     lease_duration: Annotated[
@@ -189,7 +210,7 @@ async def renew_concurrency_lease(
     """Keep a concurrency lease alive; 410 once it expired or was revoked."""
     duration = lease_duration if lease_duration is not None else DEFAULT_LEASE_SECONDS
     async with database.write() as conn:
-        await leases.renew_lease(conn, lease_id, duration, now())
+        await leases.renew_lease(conn, lease_id, duration, now=request_now(request))
     return Response(status_code=204)
 
 
@@ -198,48 +219,55 @@ async def renew_concurrency_lease(
 
 @v1_router.post("/", response_model=ConcurrencyLimit)
 async def create_concurrency_limit(
-    concurrency_limit: ConcurrencyLimitCreate, database: DatabaseDep
+    request: Request, concurrency_limit: ConcurrencyLimitCreate, database: DatabaseDep
 ) -> JSONResponse:
     """Create the tag's limit (201) or change the limit of the existing one (200)."""
     async with database.write() as conn:
         body, created = await tag_limits.upsert_tag_limit(
-            conn, concurrency_limit.tag, concurrency_limit.concurrency_limit
+            conn,
+            concurrency_limit.tag,
+            concurrency_limit.concurrency_limit,
+            now=request_now(request),
         )
     return json_response(body, status_code=201 if created else 200)
 
 
 @v1_router.get("/{id:uuid}", response_model=ConcurrencyLimit)
 async def read_concurrency_limit(
+    request: Request,
     id: Annotated[uuid.UUID, Path(alias="id", description="The concurrency limit id")],
     database: DatabaseDep,
 ) -> JSONResponse:
     """A tag limit by id; ``active_slots`` lists the task runs holding a slot."""
     async with database.read() as conn:
-        body = await tag_limits.read_tag_limit_by_id(conn, id)
+        body = await tag_limits.read_tag_limit_by_id(conn, id, now=request_now(request))
     return json_response(body)
 
 
 @v1_router.get("/tag/{tag}", response_model=ConcurrencyLimit)
 async def read_concurrency_limit_by_tag(
-    tag: Annotated[str, Path(description="The tag name")], database: DatabaseDep
+    request: Request, tag: Annotated[str, Path(description="The tag name")], database: DatabaseDep
 ) -> JSONResponse:
     async with database.read() as conn:
-        body = await tag_limits.read_tag_limit(conn, tag)
+        body = await tag_limits.read_tag_limit(conn, tag, now=request_now(request))
     return json_response(body)
 
 
 @v1_router.post("/filter", response_model=list[ConcurrencyLimit])
 async def read_concurrency_limits(
-    database: DatabaseDep, limit: LimitBody = None, offset: OffsetBody = 0
+    request: Request, database: DatabaseDep, limit: LimitBody = None, offset: OffsetBody = 0
 ) -> JSONResponse:
     page = page_limit(limit)
     async with database.read() as conn:
-        bodies = await tag_limits.read_tag_limits(conn, offset=offset or 0, limit=page)
+        bodies = await tag_limits.read_tag_limits(
+            conn, offset=offset or 0, limit=page, now=request_now(request)
+        )
     return json_response(bodies)
 
 
 @v1_router.post("/tag/{tag}/reset")
 async def reset_concurrency_limit_by_tag(
+    request: Request,
     tag: Annotated[str, Path(description="The tag name")],
     database: DatabaseDep,
     slot_override: Annotated[
@@ -248,28 +276,30 @@ async def reset_concurrency_limit_by_tag(
     ] = None,
 ) -> None:
     async with database.write() as conn:
-        await tag_limits.reset_tag_limit(conn, tag, slot_override)
+        await tag_limits.reset_tag_limit(conn, tag, slot_override, now=request_now(request))
 
 
 @v1_router.delete("/{id:uuid}")
 async def delete_concurrency_limit(
+    request: Request,
     id: Annotated[uuid.UUID, Path(alias="id", description="The concurrency limit id")],
     database: DatabaseDep,
 ) -> None:
     async with database.write() as conn:
-        await tag_limits.delete_limit_by_id(conn, id)
+        await tag_limits.delete_limit_by_id(conn, id, now=request_now(request))
 
 
 @v1_router.delete("/tag/{tag}")
 async def delete_concurrency_limit_by_tag(
-    tag: Annotated[str, Path(description="The tag name")], database: DatabaseDep
+    request: Request, tag: Annotated[str, Path(description="The tag name")], database: DatabaseDep
 ) -> None:
     async with database.write() as conn:
-        await tag_limits.delete_tag_limit(conn, tag)
+        await tag_limits.delete_tag_limit(conn, tag, now=request_now(request))
 
 
 @v1_router.post("/increment", response_model=list[MinimalConcurrencyLimitResponse])
 async def increment_concurrency_limits_v1(
+    request: Request,
     names: Annotated[list[str], Body(description="The tags to acquire a slot for")],
     task_run_id: Annotated[
         uuid.UUID, Body(description="The ID of the task run acquiring the slot")
@@ -277,12 +307,13 @@ async def increment_concurrency_limits_v1(
     database: DatabaseDep,
 ) -> JSONResponse:
     async with database.write() as conn:
-        taken = await tag_limits.increment_tags(conn, names, task_run_id)
+        taken = await tag_limits.increment_tags(conn, names, task_run_id, now=request_now(request))
     return json_response(taken)
 
 
 @v1_router.post("/decrement", response_model=list[MinimalConcurrencyLimitResponse])
 async def decrement_concurrency_limits_v1(
+    request: Request,
     names: Annotated[list[str], Body(description="The tags to release a slot for")],
     task_run_id: Annotated[
         uuid.UUID, Body(description="The ID of the task run releasing the slot")
@@ -290,5 +321,7 @@ async def decrement_concurrency_limits_v1(
     database: DatabaseDep,
 ) -> JSONResponse:
     async with database.write() as conn:
-        released = await tag_limits.decrement_tags(conn, names, task_run_id)
+        released = await tag_limits.decrement_tags(
+            conn, names, task_run_id, now=request_now(request)
+        )
     return json_response(released)

@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Path, Response, status
+from fastapi import Body, Path, Request, Response, status
 
-from deputy.api.deps import CreatedByDep, DatabaseDep, HorizonDep, IdPath
+from deputy.api.deps import CreatedByDep, DatabaseDep, HorizonDep, IdPath, app_clock, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.errors import BadRequest
 from deputy.schemas.deployments import (
@@ -57,6 +57,7 @@ async def _to_wire(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
     status_code=status.HTTP_201_CREATED,
 )
 async def create_flow_run_from_deployment(
+    request: Request,
     id: IdPath,
     body: DeploymentFlowRunCreate,
     database: DatabaseDep,
@@ -68,12 +69,15 @@ async def create_flow_run_from_deployment(
     route is the reference it copies, and answers whatever the fast path hands on.
     """
     async with database.write() as conn:
-        result = await runs.create_flow_run_from_deployment(conn, id, body, created_by=created_by)
+        result = await runs.create_flow_run_from_deployment(
+            conn, id, body, created_by=created_by, now=request_now(request)
+        )
     return json_response(result.body, status_code=result.status_code)
 
 
 @router.post("/{id:uuid}/create_flow_run/bulk", response_model=DeploymentFlowRunBulkResponse)
 async def create_flow_runs_from_deployment(
+    request: Request,
     id: IdPath,
     database: DatabaseDep,
     body: Annotated[list[DeploymentFlowRunCreate], Body()],
@@ -83,12 +87,15 @@ async def create_flow_runs_from_deployment(
     if len(body) > bulk.MAX_BULK_RUNS:
         raise BadRequest(f"Cannot create more than {bulk.MAX_BULK_RUNS} flow runs at once.")
     async with database.write() as conn:
-        results = await bulk.create_flow_runs_from_deployment(conn, id, body, created_by=created_by)
+        results = await bulk.create_flow_runs_from_deployment(
+            conn, id, body, created_by=created_by, clock=app_clock(request)
+        )
     return json_response({"results": results})
 
 
 @router.post("/", response_model=DeploymentResponse, status_code=status.HTTP_201_CREATED)
 async def create_deployment(
+    request: Request,
     body: DeploymentCreate,
     database: DatabaseDep,
     horizon: HorizonDep,
@@ -96,17 +103,19 @@ async def create_deployment(
 ) -> JSONResponse:
     """Create a deployment, or update the flow's deployment of the same name (200)."""
     async with database.write() as conn:
-        row, created = await deployments.create_deployment(conn, body, created_by, horizon)
+        row, created = await deployments.create_deployment(
+            conn, body, created_by, horizon, now=request_now(request)
+        )
         (answer,) = await _to_wire(conn, [row])
     return json_response(answer, status_code=201 if created else 200)
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_deployment(
-    id: IdPath, body: DeploymentUpdate, database: DatabaseDep, horizon: HorizonDep
+    request: Request, id: IdPath, body: DeploymentUpdate, database: DatabaseDep, horizon: HorizonDep
 ) -> Response:
     async with database.write() as conn:
-        await deployments.update_deployment(conn, id, body, horizon)
+        await deployments.update_deployment(conn, id, body, horizon, now=request_now(request))
     return Response(status_code=204)
 
 
@@ -171,17 +180,25 @@ async def delete_deployment(id: IdPath, database: DatabaseDep) -> Response:
 
 
 @router.post("/{id:uuid}/pause_deployment")
-async def pause_deployment(id: IdPath, database: DatabaseDep, horizon: HorizonDep) -> None:
+async def pause_deployment(
+    request: Request, id: IdPath, database: DatabaseDep, horizon: HorizonDep
+) -> None:
     """Pause: the auto-scheduled runs still waiting are deleted in the same transaction."""
     async with database.write() as conn:
-        await deployments.set_paused(conn, id, paused=True, horizon=horizon)
+        await deployments.set_paused(
+            conn, id, paused=True, horizon=horizon, now=request_now(request)
+        )
 
 
 @router.post("/{id:uuid}/resume_deployment")
-async def resume_deployment(id: IdPath, database: DatabaseDep, horizon: HorizonDep) -> None:
+async def resume_deployment(
+    request: Request, id: IdPath, database: DatabaseDep, horizon: HorizonDep
+) -> None:
     """Resume: future runs are planned again from now (no backlog of Late runs)."""
     async with database.write() as conn:
-        await deployments.set_paused(conn, id, paused=False, horizon=horizon)
+        await deployments.set_paused(
+            conn, id, paused=False, horizon=horizon, now=request_now(request)
+        )
 
 
 #: Bounds for POST /deployments/{id}/schedule: the largest timedelta Python can hold, and
@@ -192,6 +209,7 @@ _MAX_RUNS = 1_000_000
 
 @router.post("/{id:uuid}/schedule")
 async def schedule_deployment(
+    request: Request,
     id: IdPath,
     database: DatabaseDep,
     horizon: HorizonDep,
@@ -215,7 +233,7 @@ async def schedule_deployment(
     )
     async with database.write() as conn:
         await scheduler.schedule_window(
-            conn, id, horizon, start=_utc(start_time), end=_utc(end_time)
+            conn, id, horizon, start=_utc(start_time), end=_utc(end_time), now=request_now(request)
         )
 
 
@@ -239,6 +257,7 @@ async def read_deployment_schedules(id: IdPath, database: DatabaseDep) -> JSONRe
     status_code=status.HTTP_201_CREATED,
 )
 async def create_deployment_schedules(
+    request: Request,
     id: IdPath,
     body: Annotated[list[DeploymentScheduleCreate], Body()],
     database: DatabaseDep,
@@ -246,12 +265,15 @@ async def create_deployment_schedules(
 ) -> JSONResponse:
     """Add schedules; their runs are created in the same transaction."""
     async with database.write() as conn:
-        rows = await schedules.create_deployment_schedules(conn, id, body, horizon)
+        rows = await schedules.create_deployment_schedules(
+            conn, id, body, horizon, now=request_now(request)
+        )
     return json_response([schedule_to_wire(row) for row in rows], status_code=201)
 
 
 @router.patch("/{id:uuid}/schedules/{schedule_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_deployment_schedule(
+    request: Request,
     id: IdPath,
     schedule_id: ScheduleIdPath,
     body: DeploymentScheduleUpdate,
@@ -260,30 +282,42 @@ async def update_deployment_schedule(
 ) -> Response:
     """Change a schedule; runs that no longer match are replaced in the same transaction."""
     async with database.write() as conn:
-        await schedules.update_deployment_schedule(conn, id, schedule_id, body, horizon)
+        await schedules.update_deployment_schedule(
+            conn, id, schedule_id, body, horizon, now=request_now(request)
+        )
     return Response(status_code=204)
 
 
 @router.delete("/{id:uuid}/schedules/{schedule_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_deployment_schedule(
-    id: IdPath, schedule_id: ScheduleIdPath, database: DatabaseDep, horizon: HorizonDep
+    request: Request,
+    id: IdPath,
+    schedule_id: ScheduleIdPath,
+    database: DatabaseDep,
+    horizon: HorizonDep,
 ) -> Response:
     """Delete a schedule and, as Prefect does, the auto-scheduled runs still waiting (then
     the other schedules' future runs are planned again)."""
     async with database.write() as conn:
-        await schedules.delete_deployment_schedule(conn, id, schedule_id, horizon)
+        await schedules.delete_deployment_schedule(
+            conn, id, schedule_id, horizon, now=request_now(request)
+        )
     return Response(status_code=204)
 
 
 @router.post("/get_scheduled_flow_runs", response_model=list[FlowRunResponse])
 async def get_scheduled_flow_runs_for_deployments(
-    body: DeploymentScheduledRunsBody, database: DatabaseDep
+    request: Request, body: DeploymentScheduledRunsBody, database: DatabaseDep
 ) -> JSONResponse:
     """Scheduled runs of served deployments (the Runner's poll), earliest first; the
     deployments are marked READY and polled in the same transaction when due."""
     limit = page_limit(body.limit)
     async with database.write() as conn:
         results = await polls.get_scheduled_flow_runs_for_deployments(
-            conn, body.deployment_ids, scheduled_before=body.scheduled_before, limit=limit
+            conn,
+            body.deployment_ids,
+            scheduled_before=body.scheduled_before,
+            limit=limit,
+            now=request_now(request),
         )
     return json_response(results)

@@ -1,13 +1,15 @@
 """Typed dependencies shared by the routers.
 
 They are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool,
-one thread hop per dependency per request.
+one thread hop per dependency per request. The clock is no dependency: a route calls
+:func:`request_now` itself (free on the hot paths).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,8 +17,10 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, Path, Request
 from pydantic import BeforeValidator
+from starlette.requests import HTTPConnection
 
 from deputy.db.engine import Database
+from deputy.services.common import Clock
 from deputy.services.scheduler import Horizon
 
 
@@ -28,6 +32,19 @@ async def get_database(request: Request) -> Database:
 async def get_horizon(request: Request) -> Horizon:
     """How far ahead schedules keep runs, from the app's settings."""
     return Horizon.from_settings(request.app.state.settings)
+
+
+def app_clock(connection: HTTPConnection) -> Clock:
+    """The app's clock (``create_api_app``'s ``clock``)."""
+    clock: Clock = connection.app.state.clock
+    return clock
+
+
+def request_now(connection: HTTPConnection) -> dt.datetime:
+    """The request's one reading of the app's clock, handed to the service as ``now``.
+    Routes read it once their transaction has begun, where services used to."""
+    clock: Clock = connection.app.state.clock
+    return clock()
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -11,7 +11,7 @@ from fastapi import Body, Query, Request, Response, WebSocket, status
 from pydantic import ValidationError
 
 from deputy.api import sockets
-from deputy.api.deps import DatabaseDep
+from deputy.api.deps import DatabaseDep, request_now
 from deputy.api.responses import FastRouter, JSONResponse, dumps, json_response
 from deputy.db.engine import Database
 from deputy.errors import Forbidden
@@ -25,7 +25,6 @@ from deputy.schemas.events import (
     EventFilterBody,
     EventPage,
 )
-from deputy.services.common import now
 from deputy.services.events import storage as event_storage
 from deputy.services.events import stream as event_stream
 from deputy.services.events.bus import bus
@@ -64,8 +63,8 @@ def _problem(event: Event) -> str | None:
     return None
 
 
-def parse_event(raw: str | bytes) -> dict[str, Any] | str:
-    """A received event from one websocket frame, or why it was refused."""
+def parse_event(raw: str | bytes, *, now: dt.datetime) -> dict[str, Any] | str:
+    """A received event from one websocket frame (received ``now``), or why it was refused."""
     if len(raw) > MAXIMUM_EVENT_BYTES:
         return f"larger than {MAXIMUM_EVENT_BYTES} bytes"
     try:
@@ -73,13 +72,13 @@ def parse_event(raw: str | bytes) -> dict[str, Any] | str:
     except ValidationError as error:
         return f"{error.error_count()} validation errors: {error.errors()[0]['msg']}"
     problem = _problem(event)
-    return problem if problem is not None else _received(event, now())
+    return problem if problem is not None else _received(event, now)
 
 
 @router.post("", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def create_events(events: Annotated[list[Event], Body()]) -> Response:
+async def create_events(request: Request, events: Annotated[list[Event], Body()]) -> Response:
     """Record a batch of events (written by the event flusher, as streamed ones are)."""
-    received = now()
+    received = request_now(request)
     for event in events:
         problem = _problem(event)
         if problem is not None:
@@ -101,7 +100,7 @@ async def stream_events_in(websocket: WebSocket) -> None:
             raw = await sockets.receive_text(websocket)
         except (sockets.Disconnected, RuntimeError):
             break
-        parsed = parse_event(raw)
+        parsed = parse_event(raw, now=request_now(websocket))  # each frame's own reading
         if isinstance(parsed, str):
             refused += 1
             log = logger.warning if refused == 1 else logger.debug
@@ -131,7 +130,8 @@ async def stream_events_out(websocket: WebSocket) -> None:
         await sockets.close(websocket, sockets.WS_1002_PROTOCOL_ERROR, f"Invalid filter: {error}")
         return
     backfill = message.get("backfill", True) is not False
-    async with event_stream.watch(_database(websocket), flt, backfill=backfill) as events:
+    now = request_now(websocket)
+    async with event_stream.watch(_database(websocket), flt, backfill=backfill, now=now) as events:
 
         async def send_all() -> None:
             async for event in events:
@@ -181,11 +181,16 @@ async def read_events_page(
 
 @router.post("/count-by/{countable}", response_model=list[EventCount])
 async def count_events(
-    countable: Countable, database: DatabaseDep, body: EventCountBody
+    request: Request, countable: Countable, database: DatabaseDep, body: EventCountBody
 ) -> JSONResponse:
     """Matching events counted by time bucket, event name or resource."""
     async with database.read() as conn:
         counts = await event_storage.count_events(
-            conn, body.filter, countable, body.time_unit, body.time_interval
+            conn,
+            body.filter,
+            countable,
+            body.time_unit,
+            body.time_interval,
+            now=request_now(request),
         )
     return json_response(counts)

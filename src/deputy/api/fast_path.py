@@ -68,6 +68,7 @@ class CreateFlowRunFastPath:
                     uuid.UUID(match.group(1)),
                     request,
                     created_by=created_by_from(Headers(scope=scope)),
+                    now=app.state.clock(),  # as the route's request_now
                 )
         except Exception as exc:
             handler = _handler_for(app, exc)

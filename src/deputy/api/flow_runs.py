@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Body, Response, status
+from fastapi import Body, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
-from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath
+from deputy.api.deps import CreatedByDep, DatabaseDep, IdPath, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.core import State
 from deputy.schemas.flow_run_input import (
@@ -35,32 +35,38 @@ states_router = FastRouter(prefix="/flow_run_states", tags=["Flow Run States"])
 
 @router.post("/", response_model=FlowRunResponse, status_code=status.HTTP_201_CREATED)
 async def create_flow_run(
+    request: Request,
     body: FlowRunCreate,
     database: DatabaseDep,
     created_by: CreatedByDep,
 ) -> JSONResponse:
     """Create a run of a flow (PENDING unless a state is given); 200 for a replayed key."""
     async with database.write() as conn:
-        result = await run_creation.create_flow_run(conn, body, created_by=created_by)
+        result = await run_creation.create_flow_run(
+            conn, body, created_by=created_by, now=request_now(request)
+        )
     return json_response(result.body, status_code=result.status_code)
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def update_flow_run(id: IdPath, body: FlowRunUpdate, database: DatabaseDep) -> Response:
+async def update_flow_run(
+    request: Request, id: IdPath, body: FlowRunUpdate, database: DatabaseDep
+) -> Response:
     async with database.write() as conn:
-        await flow_runs.update_flow_run(conn, id, body)
+        await flow_runs.update_flow_run(conn, id, body, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.patch("/{id:uuid}/labels", status_code=status.HTTP_204_NO_CONTENT)
 async def update_flow_run_labels(
+    request: Request,
     id: IdPath,
     database: DatabaseDep,
     labels: Annotated[dict[str, Any], Body(description="The labels to update")],
 ) -> Response:
     """Merge labels into the run's (workers add their name, type and pool this way)."""
     async with database.write() as conn:
-        await flow_runs.update_flow_run_labels(conn, id, labels)
+        await flow_runs.update_flow_run_labels(conn, id, labels, now=request_now(request))
     return Response(status_code=204)
 
 
@@ -71,21 +77,21 @@ async def count_flow_runs(database: DatabaseDep, body: FlowRunCountBody | None =
 
 
 @router.get("/{id:uuid}", response_model=FlowRunResponse)
-async def read_flow_run(id: IdPath, database: DatabaseDep) -> JSONResponse:
+async def read_flow_run(request: Request, id: IdPath, database: DatabaseDep) -> JSONResponse:
     async with database.read() as conn:
-        run = await flow_runs.read_flow_run(conn, id)
+        run = await flow_runs.read_flow_run(conn, id, now=request_now(request))
     return json_response(run)
 
 
 @router.post("/filter", response_model=list[FlowRunResponse])
 async def read_flow_runs(
-    database: DatabaseDep, body: FlowRunFilterBody | None = None
+    request: Request, database: DatabaseDep, body: FlowRunFilterBody | None = None
 ) -> JSONResponse:
     body = body or FlowRunFilterBody()
     limit = page_limit(body.limit)
     async with database.read() as conn:
         runs = await flow_runs.filter_flow_runs(
-            conn, body, sort=body.sort, offset=body.offset, limit=limit
+            conn, body, sort=body.sort, offset=body.offset, limit=limit, now=request_now(request)
         )
     return json_response(runs)
 
@@ -116,10 +122,10 @@ async def read_flow_run_states(flow_run_id: uuid.UUID, database: DatabaseDep) ->
 
 @router.post("/{id:uuid}/input", status_code=status.HTTP_201_CREATED)
 async def create_flow_run_input(
-    id: IdPath, body: FlowRunInputCreate, database: DatabaseDep
+    request: Request, id: IdPath, body: FlowRunInputCreate, database: DatabaseDep
 ) -> JSONResponse:
     async with database.write() as conn:
-        await flow_run_input.create_flow_run_input(conn, id, body)
+        await flow_run_input.create_flow_run_input(conn, id, body, now=request_now(request))
     return json_response(None, status_code=201)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Response, status
+from fastapi import Request, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import DatabaseDep, IdPath, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.flows import (
     Flow,
@@ -23,17 +23,19 @@ router = FastRouter(prefix="/flows", tags=["Flows"])
 
 
 @router.post("/", response_model=Flow, status_code=status.HTTP_201_CREATED)
-async def create_flow(body: FlowCreate, database: DatabaseDep) -> JSONResponse:
+async def create_flow(request: Request, body: FlowCreate, database: DatabaseDep) -> JSONResponse:
     """Create a flow, or return the existing one with the same name (200)."""
     async with database.write() as conn:
-        row, created = await flows.create_flow(conn, body)
+        row, created = await flows.create_flow(conn, body, now=request_now(request))
     return json_response(flow_to_wire(row), status_code=201 if created else 200)
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def update_flow(id: IdPath, body: FlowUpdate, database: DatabaseDep) -> Response:
+async def update_flow(
+    request: Request, id: IdPath, body: FlowUpdate, database: DatabaseDep
+) -> Response:
     async with database.write() as conn:
-        await flows.update_flow(conn, id, body)
+        await flows.update_flow(conn, id, body, now=request_now(request))
     return Response(status_code=204)
 
 
@@ -81,7 +83,7 @@ async def paginate_flows(
 
 
 @router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_flow(id: IdPath, database: DatabaseDep) -> Response:
+async def delete_flow(request: Request, id: IdPath, database: DatabaseDep) -> Response:
     async with database.write() as conn:
-        await flows.delete_flow(conn, id)
+        await flows.delete_flow(conn, id, now=request_now(request))
     return Response(status_code=204)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, WebSocket, status
+from fastapi import Body, Request, WebSocket, status
 from pydantic import ValidationError
 
 from deputy.api import sockets
-from deputy.api.deps import DatabaseDep
+from deputy.api.deps import DatabaseDep, request_now
 from deputy.api.responses import FastRouter, JSONResponse, dumps, json_response
 from deputy.schemas.logs import Log, LogCreate, LogFilter, LogFilterBody
 from deputy.services import logs
@@ -19,11 +19,11 @@ router = FastRouter(prefix="/logs", tags=["Logs"])
 
 @router.post("/", status_code=status.HTTP_201_CREATED)
 async def create_logs(
-    database: DatabaseDep, body: Annotated[list[LogCreate], Body()]
+    request: Request, database: DatabaseDep, body: Annotated[list[LogCreate], Body()]
 ) -> JSONResponse:
     """Store a batch of logs (one INSERT), then hand them to live ``/logs/out`` subscribers."""
     async with database.write() as conn:
-        rows = await logs.create_logs(conn, body)
+        rows = await logs.create_logs(conn, body, now=request_now(request))
     logs.publish(rows)
     return json_response(None, status_code=201)
 

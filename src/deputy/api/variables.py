@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Response, status
+from fastapi import Request, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import DatabaseDep, IdPath, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.variables import (
     Variable,
@@ -21,10 +21,12 @@ router = FastRouter(prefix="/variables", tags=["Variables"])
 
 
 @router.post("/", response_model=Variable, status_code=status.HTTP_201_CREATED)
-async def create_variable(body: VariableCreate, database: DatabaseDep) -> JSONResponse:
+async def create_variable(
+    request: Request, body: VariableCreate, database: DatabaseDep
+) -> JSONResponse:
     """Create a variable; a name already taken is a 409."""
     async with database.write() as conn:
-        row = await variables.create_variable(conn, body)
+        row = await variables.create_variable(conn, body, now=request_now(request))
     return json_response(variable_to_wire(row), status_code=201)
 
 
@@ -62,30 +64,32 @@ async def count_variables(database: DatabaseDep, body: VariableCountBody | None 
 
 
 @router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def update_variable(id: IdPath, body: VariableUpdate, database: DatabaseDep) -> Response:
+async def update_variable(
+    request: Request, id: IdPath, body: VariableUpdate, database: DatabaseDep
+) -> Response:
     async with database.write() as conn:
-        await variables.update_variable(conn, id, body)
+        await variables.update_variable(conn, id, body, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.patch("/name/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_variable_by_name(
-    name: str, body: VariableUpdate, database: DatabaseDep
+    request: Request, name: str, body: VariableUpdate, database: DatabaseDep
 ) -> Response:
     async with database.write() as conn:
-        await variables.update_variable_by_name(conn, name, body)
+        await variables.update_variable_by_name(conn, name, body, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_variable(id: IdPath, database: DatabaseDep) -> Response:
+async def delete_variable(request: Request, id: IdPath, database: DatabaseDep) -> Response:
     async with database.write() as conn:
-        await variables.delete_variable(conn, id)
+        await variables.delete_variable(conn, id, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.delete("/name/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_variable_by_name(name: str, database: DatabaseDep) -> Response:
+async def delete_variable_by_name(request: Request, name: str, database: DatabaseDep) -> Response:
     async with database.write() as conn:
-        await variables.delete_variable_by_name(conn, name)
+        await variables.delete_variable_by_name(conn, name, now=request_now(request))
     return Response(status_code=204)

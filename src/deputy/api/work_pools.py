@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Response, status
+from fastapi import Depends, Header, Path, Request, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath
+from deputy.api.deps import DatabaseDep, IdPath, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.flow_runs import FlowRunResponse
 from deputy.schemas.work_pools import (
@@ -75,11 +75,11 @@ WorkerName = Annotated[str, Path(alias="name", description="The work pool's work
 
 @router.post("/", response_model=WorkPoolResponse, status_code=status.HTTP_201_CREATED)
 async def create_work_pool(
-    body: WorkPoolCreate, database: DatabaseDep, legacy: LegacyClient
+    request: Request, body: WorkPoolCreate, database: DatabaseDep, legacy: LegacyClient
 ) -> JSONResponse:
     """Create a pool with its ``default`` queue."""
     async with database.write() as conn:
-        row = await work_pools.create_work_pool(conn, body)
+        row = await work_pools.create_work_pool(conn, body, now=request_now(request))
     return json_response(work_pool_to_wire(row, legacy_client=legacy), status_code=201)
 
 
@@ -116,9 +116,11 @@ async def read_work_pool(
 
 
 @router.patch("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def update_work_pool(name: PoolName, body: WorkPoolUpdate, database: DatabaseDep) -> Response:
+async def update_work_pool(
+    request: Request, name: PoolName, body: WorkPoolUpdate, database: DatabaseDep
+) -> Response:
     async with database.write() as conn:
-        await work_pools.update_work_pool(conn, name, body)
+        await work_pools.update_work_pool(conn, name, body, now=request_now(request))
     return Response(status_code=204)
 
 
@@ -131,7 +133,10 @@ async def delete_work_pool(name: PoolName, database: DatabaseDep) -> Response:
 
 @router.post("/{name}/get_scheduled_flow_runs", response_model=list[WorkerFlowRunResponse])
 async def get_scheduled_flow_runs(
-    name: PoolName, database: DatabaseDep, body: WorkerScheduledRunsBody | None = None
+    request: Request,
+    name: PoolName,
+    database: DatabaseDep,
+    body: WorkerScheduledRunsBody | None = None,
 ) -> JSONResponse:
     """Load scheduled runs for a worker; the polled queues and their deployments are marked
     READY in the same transaction (only the rows whose mark is due)."""
@@ -145,6 +150,7 @@ async def get_scheduled_flow_runs(
             scheduled_before=body.scheduled_before,
             scheduled_after=body.scheduled_after,
             limit=limit,
+            now=request_now(request),
         )
     return json_response(results)
 
@@ -158,11 +164,11 @@ async def get_scheduled_flow_runs(
     status_code=status.HTTP_201_CREATED,
 )
 async def create_work_queue(
-    work_pool_name: QueuePoolName, body: WorkQueueCreate, database: DatabaseDep
+    request: Request, work_pool_name: QueuePoolName, body: WorkQueueCreate, database: DatabaseDep
 ) -> JSONResponse:
     """Create a queue; a taken priority pushes the holder and those after it down."""
     async with database.write() as conn:
-        row = await queues.create_work_queue(conn, work_pool_name, body)
+        row = await queues.create_work_queue(conn, work_pool_name, body, now=request_now(request))
     return json_response(work_queue_to_wire(row, work_pool_name), status_code=201)
 
 
@@ -194,25 +200,32 @@ async def read_work_queue(
 
 @router.patch("/{work_pool_name}/queues/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_work_queue(
-    work_pool_name: QueuePoolName, name: QueueName, body: WorkQueueUpdate, database: DatabaseDep
+    request: Request,
+    work_pool_name: QueuePoolName,
+    name: QueueName,
+    body: WorkQueueUpdate,
+    database: DatabaseDep,
 ) -> Response:
     async with database.write() as conn:
-        await queues.update_work_queue(conn, work_pool_name, name, body)
+        await queues.update_work_queue(conn, work_pool_name, name, body, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.delete("/{work_pool_name}/queues/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_work_queue(
-    work_pool_name: QueuePoolName, name: QueueName, database: DatabaseDep
+    request: Request, work_pool_name: QueuePoolName, name: QueueName, database: DatabaseDep
 ) -> Response:
     async with database.write() as conn:
-        await queues.delete_work_queue(conn, work_pool_name, name)
+        await queues.delete_work_queue(conn, work_pool_name, name, now=request_now(request))
     return Response(status_code=204)
 
 
 @router.post("/{name}/concurrency_status", response_model=WorkPoolConcurrencyStatus)
 async def read_work_pool_concurrency_status(
-    name: str, database: DatabaseDep, body: WorkPoolConcurrencyStatusBody | None = None
+    request: Request,
+    name: str,
+    database: DatabaseDep,
+    body: WorkPoolConcurrencyStatusBody | None = None,
 ) -> JSONResponse:
     """Who holds the pool's slots, queue by queue (``prefect work-pool slots``)."""
     body = body or WorkPoolConcurrencyStatusBody()
@@ -223,6 +236,7 @@ async def read_work_pool_concurrency_status(
             page=body.page,
             limit=page_limit(body.limit),
             flow_run_limit=body.flow_run_limit,
+            now=request_now(request),
         )
     return json_response(status_page)
 
@@ -232,12 +246,19 @@ async def read_work_pool_concurrency_status(
 
 @router.post("/{work_pool_name}/workers/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
 async def worker_heartbeat(
-    work_pool_name: QueuePoolName, body: WorkerHeartbeatBody, database: DatabaseDep
+    request: Request,
+    work_pool_name: QueuePoolName,
+    body: WorkerHeartbeatBody,
+    database: DatabaseDep,
 ) -> Response:
     """Record a worker's heartbeat (an upsert); the pool turns READY."""
     async with database.write() as conn:
         await workers.worker_heartbeat(
-            conn, work_pool_name, body.name, body.heartbeat_interval_seconds
+            conn,
+            work_pool_name,
+            body.name,
+            body.heartbeat_interval_seconds,
+            now=request_now(request),
         )
     return Response(status_code=204)
 
@@ -269,37 +290,44 @@ async def delete_worker(
 
 
 @work_queues_router.post("/", response_model=WorkQueueResponse, status_code=status.HTTP_201_CREATED)
-async def create_legacy_work_queue(body: WorkQueueCreate, database: DatabaseDep) -> JSONResponse:
+async def create_legacy_work_queue(
+    request: Request, body: WorkQueueCreate, database: DatabaseDep
+) -> JSONResponse:
     """A queue in ``default-agent-pool`` (``create_work_queue`` without a pool's name)."""
     async with database.write() as conn:
-        row = await queues.create_legacy_work_queue(conn, body)
+        row = await queues.create_legacy_work_queue(conn, body, now=request_now(request))
     return json_response(work_queue_to_wire(row, DEFAULT_AGENT_POOL_NAME), status_code=201)
 
 
 @work_queues_router.patch("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def update_work_queue_by_id(
-    id: IdPath, body: WorkQueueUpdate, database: DatabaseDep
+    request: Request, id: IdPath, body: WorkQueueUpdate, database: DatabaseDep
 ) -> Response:
     async with database.write() as conn:
-        await queues.update_work_queue_by_id(conn, id, body)
+        await queues.update_work_queue_by_id(conn, id, body, now=request_now(request))
     return Response(status_code=204)
 
 
 @work_queues_router.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_work_queue_by_id(id: IdPath, database: DatabaseDep) -> Response:
+async def delete_work_queue_by_id(request: Request, id: IdPath, database: DatabaseDep) -> Response:
     async with database.write() as conn:
-        await queues.delete_work_queue_by_id(conn, id)
+        await queues.delete_work_queue_by_id(conn, id, now=request_now(request))
     return Response(status_code=204)
 
 
 @work_queues_router.get("/{id:uuid}/status", response_model=WorkQueueStatusDetail)
-async def read_work_queue_status(id: IdPath, database: DatabaseDep) -> JSONResponse:
+async def read_work_queue_status(
+    request: Request, id: IdPath, database: DatabaseDep
+) -> JSONResponse:
     async with database.read() as conn:
-        return json_response(await queues.read_work_queue_status(conn, id))
+        return json_response(
+            await queues.read_work_queue_status(conn, id, now=request_now(request))
+        )
 
 
 @work_queues_router.post("/{id:uuid}/get_runs", response_model=list[FlowRunResponse])
 async def read_work_queue_runs(
+    request: Request,
     id: IdPath,
     database: DatabaseDep,
     body: WorkQueueRunsBody | None = None,
@@ -314,19 +342,23 @@ async def read_work_queue_runs(
             scheduled_before=body.scheduled_before,
             limit=page_limit(body.limit),
             mark_polled=not x_prefect_ui,
+            now=request_now(request),
         )
     return json_response(runs)
 
 
 @work_queues_router.post("/{id:uuid}/concurrency_status", response_model=WorkQueueConcurrencyStatus)
 async def read_work_queue_concurrency_status(
-    id: IdPath, database: DatabaseDep, body: WorkQueueConcurrencyStatusBody | None = None
+    request: Request,
+    id: IdPath,
+    database: DatabaseDep,
+    body: WorkQueueConcurrencyStatusBody | None = None,
 ) -> JSONResponse:
     """Who holds the queue's slots (``prefect work-queue slots``)."""
     body = body or WorkQueueConcurrencyStatusBody()
     async with database.read() as conn:
         status_page = await slot_status.work_queue_slots(
-            conn, id, page=body.page, limit=page_limit(body.limit)
+            conn, id, page=body.page, limit=page_limit(body.limit), now=request_now(request)
         )
     return json_response(status_page)
 

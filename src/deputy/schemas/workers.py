@@ -15,14 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deputy.schemas.core import DateTime, Offset, canonical_policy
+from deputy.schemas.core import DateTime, Offset
 from deputy.schemas.filters import FilterBody, Operator
-from deputy.schemas.flow_runs import (
-    FlowRun,
-    estimated_run_time,
-    estimated_start_time_delta,
-    state_to_wire,
-)
+from deputy.schemas.flow_runs import FlowRun
 
 
 class WorkerStatus(enum.StrEnum):
@@ -139,49 +134,4 @@ def worker_to_wire(row: Any) -> dict[str, Any]:
         "last_heartbeat_time": row.last_heartbeat_time,
         "heartbeat_interval_seconds": row.heartbeat_interval_seconds,
         "status": row.status,
-    }
-
-
-def core_flow_run_to_wire(run: Any, state: Any, now: dt.datetime) -> dict[str, Any]:
-    """A run (row mapping) and its current state as Prefect's core ``FlowRun``.
-
-    Unlike ``FlowRunResponse`` it has no ``work_pool_id``/``work_pool_name``, and its
-    ``work_queue_name`` is the run's own column (null for runs whose deployment named only a
-    pool), as Prefect answers the worker poll.
-    """
-    return {
-        "id": run["id"],
-        "created": run["created"],
-        "updated": run["updated"],
-        "name": run["name"],
-        "flow_id": run["flow_id"],
-        "state_id": run["state_id"],
-        "deployment_id": run["deployment_id"],
-        "deployment_version": run["deployment_version"],
-        "work_queue_name": run["work_queue_name"],
-        "flow_version": run["flow_version"],
-        "parameters": run["parameters"],
-        "idempotency_key": run["idempotency_key"],
-        "context": run["context"],
-        "empirical_policy": canonical_policy(run["empirical_policy"]),
-        "tags": run["tags"],
-        "labels": run["labels"] or {},
-        "parent_task_run_id": run["parent_task_run_id"],
-        "state_type": run["state_type"],
-        "state_name": run["state_name"],
-        "run_count": run["run_count"],
-        "expected_start_time": run["expected_start_time"],
-        "next_scheduled_start_time": run["next_scheduled_start_time"],
-        "start_time": run["start_time"],
-        "end_time": run["end_time"],
-        "total_run_time": run["total_run_time"],
-        "estimated_run_time": estimated_run_time(run, now),
-        "estimated_start_time_delta": estimated_start_time_delta(run, now),
-        "auto_scheduled": run["auto_scheduled"],
-        "infrastructure_document_id": run["infrastructure_document_id"],
-        "infrastructure_pid": run["infrastructure_pid"],
-        "created_by": run["created_by"],
-        "work_queue_id": run["work_queue_id"],
-        "state": state_to_wire(state) if state is not None else None,
-        "job_variables": run["job_variables"],
     }

@@ -9,6 +9,7 @@ that exists.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,6 @@ from deputy.schemas.filters import (
     ArtifactSort,
     TaskRunRelatedFilters,
 )
-from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
@@ -39,22 +39,21 @@ _a = t.artifact.c
 _latest = t.artifact_collection.c
 
 
-async def create_artifact(conn: Connection, body: ArtifactCreate) -> Any:
+async def create_artifact(conn: Connection, body: ArtifactCreate, *, now: dt.datetime) -> Any:
     """Insert the version; with a key, it becomes the key's newest."""
-    timestamp = now()
     values = {
         "id": uuid.uuid4(),
-        "created": timestamp,
-        "updated": timestamp,
+        "created": now,
+        "updated": now,
         **body.model_dump(),
     }
     if body.key is not None:
-        await _make_latest(conn, values)
+        await _make_latest(conn, values, now=now)
     await conn.execute(insert(t.artifact).values(**values))
     return SimpleNamespace(**values)
 
 
-async def _make_latest(conn: Connection, version: dict[str, Any]) -> None:
+async def _make_latest(conn: Connection, version: dict[str, Any], *, now: dt.datetime) -> None:
     """Point the key's row at ``version`` (created with the key's first version)."""
     copied = {name: version[name] for name in VERSION_FIELDS}
     statement = insert_on_conflict(conn.dialect.name, t.artifact_collection).values(
@@ -72,7 +71,7 @@ async def _make_latest(conn: Connection, version: dict[str, Any]) -> None:
     row = (await conn.execute(upserted)).one()
     # A new key's row was created with this version; an existing one keeps its creation time.
     lifecycle_events.artifact_key_changed(
-        "created" if row.created == version["created"] else "updated", row
+        "created" if row.created == version["created"] else "updated", row, now=now
     )
 
 
@@ -123,10 +122,12 @@ async def count_artifacts(
     return int((await conn.execute(query)).scalar_one())
 
 
-async def update_artifact(conn: Connection, artifact_id: uuid.UUID, body: ArtifactUpdate) -> None:
+async def update_artifact(
+    conn: Connection, artifact_id: uuid.UUID, body: ArtifactUpdate, *, now: dt.datetime
+) -> None:
     """Write the keys sent (``updated`` moves even for ``{}``), to the version and, when it
     is its key's newest, to the key's row."""
-    values = {**body.model_dump(exclude_unset=True), "updated": now()}
+    values = {**body.model_dump(exclude_unset=True), "updated": now}
     result = await conn.execute(update(t.artifact).where(_a.id == artifact_id).values(**values))
     if result.rowcount == 0:
         raise NotFound(ARTIFACT_NOT_FOUND)
@@ -135,7 +136,7 @@ async def update_artifact(conn: Connection, artifact_id: uuid.UUID, body: Artifa
     )
 
 
-async def delete_artifact(conn: Connection, artifact_id: uuid.UUID) -> None:
+async def delete_artifact(conn: Connection, artifact_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Delete the version; when it was its key's newest, the next newest takes its place in
     the key's row, or the row goes with the key's last version."""
     version = await read_artifact(conn, artifact_id)
@@ -146,11 +147,13 @@ async def delete_artifact(conn: Connection, artifact_id: uuid.UUID) -> None:
             )
         ).first()
         if latest is not None and latest.latest_id == artifact_id:
-            await _replace_latest(conn, latest, artifact_id)
+            await _replace_latest(conn, latest, artifact_id, now=now)
     await conn.execute(delete(t.artifact).where(_a.id == artifact_id))
 
 
-async def _replace_latest(conn: Connection, latest: Any, leaving: uuid.UUID) -> None:
+async def _replace_latest(
+    conn: Connection, latest: Any, leaving: uuid.UUID, *, now: dt.datetime
+) -> None:
     key = latest.key
     newest_other = (
         await conn.execute(
@@ -162,7 +165,7 @@ async def _replace_latest(conn: Connection, latest: Any, leaving: uuid.UUID) -> 
     ).first()
     if newest_other is None:
         await conn.execute(delete(t.artifact_collection).where(_latest.key == key))
-        lifecycle_events.artifact_key_changed("deleted", latest)
+        lifecycle_events.artifact_key_changed("deleted", latest, now=now)
         return
     replaced = (
         update(t.artifact_collection)
@@ -175,7 +178,7 @@ async def _replace_latest(conn: Connection, latest: Any, leaving: uuid.UUID) -> 
         )
         .returning(*t.artifact_collection.c)
     )
-    lifecycle_events.artifact_key_changed("updated", (await conn.execute(replaced)).one())
+    lifecycle_events.artifact_key_changed("updated", (await conn.execute(replaced)).one(), now=now)
 
 
 def _where(

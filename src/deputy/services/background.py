@@ -3,7 +3,8 @@
 Each loop is one small function called every N seconds. Every one of them is safe to run in
 several server processes at once: their writes are decided under row locks or by
 ``DELETE ... RETURNING``, so no piece of work is done twice. A failing pass is logged and
-retried on the next tick; it never affects API requests.
+retried on the next tick; it never affects API requests. Each pass reads the app's clock and
+hands the reading to the services it calls.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from deputy.db.engine import Database
-from deputy.services.common import now
+from deputy.services.common import Clock
 from deputy.services.concurrency import leases
 from deputy.services.flow_runs import late as late_runs
 from deputy.services.scheduler import Horizon, run_scheduler
@@ -34,29 +35,29 @@ class Loop:
     run_once: Callable[[Database], Awaitable[int]]
 
 
-def loops(settings: Settings) -> list[Loop]:
+def loops(settings: Settings, clock: Clock) -> list[Loop]:
     """The loops this process runs, with their configured intervals."""
 
     async def late(database: Database) -> int:
         return await late_runs.mark_late_runs(
-            database, now(), after_seconds=settings.late_runs_after_seconds, batch=BATCH_SIZE
+            database, now=clock(), after_seconds=settings.late_runs_after_seconds, batch=BATCH_SIZE
         )
 
     async def expired_leases(database: Database) -> int:
         async with database.write() as conn:
-            return await leases.reclaim_expired_leases(conn, now(), BATCH_SIZE)
+            return await leases.reclaim_expired_leases(conn, now=clock(), batch=BATCH_SIZE)
 
     async def statuses(database: Database) -> int:
         """Workers past their heartbeats go OFFLINE; unpolled queues and deployments NOT_READY."""
         async with database.write() as conn:
-            moment = now()
-            offline = await workers.mark_offline_workers(conn, moment)
-            return offline + await workers.mark_unpolled_not_ready(conn, moment)
+            now = clock()
+            offline = await workers.mark_offline_workers(conn, now=now)
+            return offline + await workers.mark_unpolled_not_ready(conn, now=now)
 
     horizon = Horizon.from_settings(settings)
 
     async def scheduler(database: Database) -> int:
-        return await run_scheduler(database, horizon, batch=BATCH_SIZE)
+        return await run_scheduler(database, horizon, batch=BATCH_SIZE, clock=clock)
 
     return [
         Loop("scheduler", settings.scheduler_interval_seconds, scheduler),
@@ -80,12 +81,12 @@ async def run_forever(loop: Loop, database: Database) -> None:
         await asyncio.sleep(loop.interval_seconds)
 
 
-def start(settings: Settings, database: Database) -> list[asyncio.Task[None]]:
+def start(settings: Settings, database: Database, clock: Clock) -> list[asyncio.Task[None]]:
     if not settings.services_enabled:
         return []
     return [
         asyncio.create_task(run_forever(loop, database), name=f"deputy: {loop.name}")
-        for loop in loops(settings)
+        for loop in loops(settings, clock)
     ]
 
 

@@ -1,5 +1,8 @@
 """Small helpers every service uses: the clock, page limits, ids, the answer of a write,
-and state details as stored."""
+and state details as stored.
+
+Services never read the clock: each request reads it once at its boundary (a route, the fast
+path, a background loop, the event bus) and hands the reading down as ``now``."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import datetime as dt
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +21,12 @@ from deputy.orchestration.states import Decision, Status
 MAX_PAGE_SIZE = 200
 
 
+#: A clock: the app's is :func:`now`; tests give ``create_app`` a fixed one.
+Clock = Callable[[], dt.datetime]
+
+
 def now() -> dt.datetime:
+    """The real clock (UTC), the app's default :data:`Clock`."""
     return dt.datetime.now(dt.UTC)
 
 

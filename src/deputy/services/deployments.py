@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,6 @@ from deputy.schemas.core import StateType
 from deputy.schemas.deployments import DeploymentCreate, DeploymentUpdate
 from deputy.schemas.filters import DeploymentSort, RelatedFilters
 from deputy.services import scheduler, schedules
-from deputy.services.common import now
 from deputy.services.parameters import hydrate
 from deputy.services.work_pools import pools as work_pools
 from deputy.services.work_pools import queues as work_queues
@@ -91,21 +91,21 @@ async def read_deployment_by_name(conn: Connection, flow_name: str, name: str) -
 
 
 async def _resolve_work_queue(
-    conn: Connection, pool_name: str | None, queue_name: str | None
+    conn: Connection, pool_name: str | None, queue_name: str | None, *, now: dt.datetime
 ) -> Any | None:
     """The queue a deployment runs on, created when named but missing (as Prefect does)."""
     if pool_name:
         pool = await work_pools.read_work_pool_by_name(conn, pool_name)
         if queue_name:
-            return await work_queues.get_or_create_work_queue(conn, pool.id, queue_name)
+            return await work_queues.get_or_create_work_queue(conn, pool.id, queue_name, now=now)
         return (
             await conn.execute(
                 select(t.work_queue).where(t.work_queue.c.id == pool.default_queue_id)
             )
         ).one()
     if queue_name:
-        pool = await work_pools.get_or_create_default_agent_pool(conn)
-        return await work_queues.get_or_create_work_queue(conn, pool.id, queue_name)
+        pool = await work_pools.get_or_create_default_agent_pool(conn, now=now)
+        return await work_queues.get_or_create_work_queue(conn, pool.id, queue_name, now=now)
     return None
 
 
@@ -149,11 +149,10 @@ async def _check_global_limit(conn: Connection, limit_id: uuid.UUID | None) -> N
 
 
 async def _set_concurrency_limit(
-    conn: Connection, deployment_id: uuid.UUID, limit: int | None
+    conn: Connection, deployment_id: uuid.UUID, limit: int | None, *, now: dt.datetime
 ) -> None:
     """A deployment's limit lives in a ``concurrency_limit_v2`` row named ``deployment:<id>``."""
     name = f"deployment:{deployment_id}"
-    timestamp = now()
     if limit is None:
         await conn.execute(
             update(t.deployment)
@@ -166,8 +165,8 @@ async def _set_concurrency_limit(
         insert_on_conflict(conn.dialect.name, t.concurrency_limit_v2)
         .values(
             id=uuid.uuid4(),
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             name=name,
             limit=limit,
             active=True,
@@ -176,7 +175,7 @@ async def _set_concurrency_limit(
             slot_decay_per_second=0.0,
             avg_slot_occupancy_seconds=2.0,
         )
-        .on_conflict_do_update(index_elements=["name"], set_={"limit": limit, "updated": timestamp})
+        .on_conflict_do_update(index_elements=["name"], set_={"limit": limit, "updated": now})
         .returning(_limit.id)
     )
     limit_id = (await conn.execute(upsert)).scalar_one()
@@ -192,13 +191,15 @@ async def create_deployment(
     body: DeploymentCreate,
     created_by: dict[str, Any] | None,
     horizon: scheduler.Horizon,
+    *,
+    now: dt.datetime,
 ) -> tuple[Any, bool]:
     """Create the deployment, or update the one with the same flow and name; True if created.
     Its schedules become the body's (none if it sends none, as in Prefect) and its future
     runs are planned in the same transaction."""
     fields = body.model_fields_set
     await _validate_job_variables(conn, body.work_pool_name, body.job_variables)
-    queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
+    queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name, now=now)
     await _check_global_limit(conn, body.global_concurrency_limit_id)
     await _check_block(conn, body.infrastructure_document_id, "infrastructure")
     await _check_block(conn, body.storage_document_id, "storage")
@@ -207,7 +208,6 @@ async def create_deployment(
         "prefect.flow.id": str(body.flow_id),
         **(body.labels or {}),
     }
-    timestamp = now()
     values: dict[str, Any] = {
         "name": body.name,
         "flow_id": body.flow_id,
@@ -234,7 +234,7 @@ async def create_deployment(
         "infrastructure_document_id": body.infrastructure_document_id,
         "job_variables": body.job_variables,
         "updated_by": created_by,
-        "updated": timestamp,
+        "updated": now,
     }
     # An upsert changes the fields the body sent, plus what Prefect always rewrites: the
     # parameters (its validator marks them sent), the labels and the timestamp; and the queue
@@ -249,16 +249,16 @@ async def create_deployment(
         on_conflict["work_queue_name"] = queue.name
     statement = (
         insert_on_conflict(conn.dialect.name, t.deployment)
-        .values(id=uuid.uuid4(), created=timestamp, created_by=created_by, **values)
+        .values(id=uuid.uuid4(), created=now, created_by=created_by, **values)
         .on_conflict_do_update(index_elements=["flow_id", "name"], set_=on_conflict)
         .returning(t.deployment.c.id, t.deployment.c.created)
     )
     inserted = (await conn.execute(statement)).one()
     if "concurrency_limit" in fields:
-        await _set_concurrency_limit(conn, inserted.id, body.concurrency_limit)
-    await schedules.replace_schedules(conn, inserted.id, body.schedules)
-    await scheduler.replan(conn, inserted.id, horizon)
-    return await read_deployment(conn, inserted.id), inserted.created == timestamp
+        await _set_concurrency_limit(conn, inserted.id, body.concurrency_limit, now=now)
+    await schedules.replace_schedules(conn, inserted.id, body.schedules, now=now)
+    await scheduler.replan(conn, inserted.id, horizon, now=now)
+    return await read_deployment(conn, inserted.id), inserted.created == now
 
 
 async def update_deployment(
@@ -266,6 +266,8 @@ async def update_deployment(
     deployment_id: uuid.UUID,
     body: DeploymentUpdate,
     horizon: scheduler.Horizon,
+    *,
+    now: dt.datetime,
 ) -> None:
     """PATCH: only the fields sent change; parameters are re-validated when enforcing; the
     schedules change by Prefect's slug rules; future runs are re-planned in the same
@@ -273,7 +275,7 @@ async def update_deployment(
     existing = await read_deployment(conn, deployment_id, not_found="Deployment not found.")
     fields = body.model_fields_set
     values = _patch_values(body, fields)
-    values.update(await _queue_values(conn, body, fields))
+    values.update(await _queue_values(conn, body, fields, now=now))
     if body.parameters is not None:
         values["parameters"] = await hydrate(conn, body.parameters, prefix=DEPLOYMENT_PREFIX)
     _check_parameters(body, existing, values.get("parameters", existing.parameters))
@@ -282,16 +284,16 @@ async def update_deployment(
         raise integrity_conflict()  # Prefect writes NULL into a NOT NULL column: 409
     if "enforce_parameter_schema" in fields and body.enforce_parameter_schema is None:
         raise integrity_conflict()  # likewise
-    values["updated"] = now()
+    values["updated"] = now
     await conn.execute(
         update(t.deployment).where(t.deployment.c.id == deployment_id).values(**values)
     )
     if "concurrency_limit" in fields:
-        await _set_concurrency_limit(conn, deployment_id, body.concurrency_limit)
+        await _set_concurrency_limit(conn, deployment_id, body.concurrency_limit, now=now)
     await schedules.apply_deployment_schedules(
-        conn, deployment_id, body.schedules if "schedules" in fields else None
+        conn, deployment_id, body.schedules if "schedules" in fields else None, now=now
     )
-    await scheduler.replan(conn, deployment_id, horizon)
+    await scheduler.replan(conn, deployment_id, horizon, now=now)
 
 
 #: Fields a PATCH does not copy as sent: each is mapped, resolved or stored on its own.
@@ -330,7 +332,7 @@ def _patch_values(body: DeploymentUpdate, fields: set[str]) -> dict[str, Any]:
 
 
 async def _queue_values(
-    conn: Connection, body: DeploymentUpdate, fields: set[str]
+    conn: Connection, body: DeploymentUpdate, fields: set[str], *, now: dt.datetime
 ) -> dict[str, Any]:
     """The queue a PATCH moves the deployment to. A named pool must exist and accept the
     job variables. Prefect's order: pool (+ queue), an explicit null pool (leaves the pool),
@@ -340,7 +342,7 @@ async def _queue_values(
         check_deployment_update_job_variables(pool.base_job_template, body.job_variables)
     leaves_pool = "work_pool_name" in fields and body.work_pool_name is None
     if body.work_pool_name or (body.work_queue_name and not leaves_pool):
-        queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name)
+        queue = await _resolve_work_queue(conn, body.work_pool_name, body.work_queue_name, now=now)
         if queue is None:
             return {}
         return {"work_queue_id": queue.id, "work_queue_name": queue.name}
@@ -412,15 +414,20 @@ async def count_deployments(conn: Connection, filters: RelatedFilters) -> int:
 
 
 async def set_paused(
-    conn: Connection, deployment_id: uuid.UUID, paused: bool, horizon: scheduler.Horizon
+    conn: Connection,
+    deployment_id: uuid.UUID,
+    paused: bool,
+    horizon: scheduler.Horizon,
+    *,
+    now: dt.datetime,
 ) -> None:
     """Pausing deletes the auto-scheduled runs still waiting (late ones too, as Prefect);
     resuming plans them again from now, so no burst of Late runs follows."""
     result = await conn.execute(
         update(t.deployment)
         .where(t.deployment.c.id == deployment_id)
-        .values(paused=paused, updated=now())
+        .values(paused=paused, updated=now)
     )
     if result.rowcount == 0:
         raise NotFound(DEPLOYMENT_NOT_FOUND)
-    await scheduler.replan(conn, deployment_id, horizon, clear_late=paused)
+    await scheduler.replan(conn, deployment_id, horizon, clear_late=paused, now=now)

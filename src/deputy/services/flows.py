@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,6 @@ from deputy.db.filters.related import flow_where
 from deputy.errors import NotFound
 from deputy.schemas.filters import FlowRelatedFilters, FlowSort
 from deputy.schemas.flows import FlowCreate, FlowUpdate
-from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
@@ -29,15 +29,14 @@ _SORTS = {
 }
 
 
-async def create_flow(conn: Connection, body: FlowCreate) -> tuple[Any, bool]:
+async def create_flow(conn: Connection, body: FlowCreate, *, now: dt.datetime) -> tuple[Any, bool]:
     """The flow with this name, created when missing; ``True`` when created now."""
-    timestamp = now()
     insert = (
         insert_on_conflict(conn.dialect.name, t.flow)
         .values(
             id=uuid.uuid4(),
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             name=body.name,
             tags=body.tags,
             labels=body.labels,
@@ -47,7 +46,7 @@ async def create_flow(conn: Connection, body: FlowCreate) -> tuple[Any, bool]:
     )
     row = (await conn.execute(insert)).first()
     if row is not None:
-        lifecycle_events.flow_changed("created", row)
+        lifecycle_events.flow_changed("created", row, now=now)
         return row, True
     existing = (await conn.execute(select(t.flow).where(t.flow.c.name == body.name))).one()
     return existing, False
@@ -67,22 +66,24 @@ async def read_flow_by_name(conn: Connection, name: str) -> Any:
     return row
 
 
-async def update_flow(conn: Connection, flow_id: uuid.UUID, body: FlowUpdate) -> None:
+async def update_flow(
+    conn: Connection, flow_id: uuid.UUID, body: FlowUpdate, *, now: dt.datetime
+) -> None:
     values = body.model_dump(exclude_unset=True)
-    statement = update(t.flow).where(t.flow.c.id == flow_id).values(**values, updated=now())
+    statement = update(t.flow).where(t.flow.c.id == flow_id).values(**values, updated=now)
     row = (await conn.execute(statement.returning(*t.flow.c))).first()
     if row is None:
         raise NotFound(FLOW_NOT_FOUND)
-    lifecycle_events.flow_changed("updated", row)
+    lifecycle_events.flow_changed("updated", row, now=now)
 
 
-async def delete_flow(conn: Connection, flow_id: uuid.UUID) -> None:
+async def delete_flow(conn: Connection, flow_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Delete the flow; its deployments and runs go with it (foreign keys cascade)."""
     statement = delete(t.flow).where(t.flow.c.id == flow_id).returning(*t.flow.c)
     row = (await conn.execute(statement)).first()
     if row is None:
         raise NotFound(FLOW_NOT_FOUND)
-    lifecycle_events.flow_changed("deleted", row)
+    lifecycle_events.flow_changed("deleted", row, now=now)
 
 
 async def filter_flows(

@@ -9,6 +9,7 @@ subscriber that falls more than ``SUBSCRIPTION_BACKLOG`` behind.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from deputy.db import tables as t
 from deputy.db.filters.logs import log_filter_clause, log_order
 from deputy.schemas.logs import LogCreate, LogFilter, LogSort
-from deputy.services.common import now, uuid7
+from deputy.services.common import uuid7
 from deputy.text_search import parse
 
 if TYPE_CHECKING:
@@ -45,16 +46,17 @@ _LOG_COLUMNS = (
 SUBSCRIPTION_BACKLOG = 256
 
 
-async def create_logs(conn: Connection, logs: Sequence[LogCreate]) -> list[dict[str, Any]]:
+async def create_logs(
+    conn: Connection, logs: Sequence[LogCreate], *, now: dt.datetime
+) -> list[dict[str, Any]]:
     """Store a batch of logs; returns them as answered (and as streamed)."""
     if not logs:
         return []
-    moment = now()
     rows = [
         {
             "id": uuid7(),
-            "created": moment,
-            "updated": moment,
+            "created": now,
+            "updated": now,
             # NUL characters are removed, as Prefect does (PostgreSQL refuses them in text).
             "name": log.name.replace("\x00", ""),
             "level": log.level,

@@ -30,7 +30,7 @@ from deputy.orchestration.bookkeeping import run_updates_for_state
 from deputy.scheduling import schedule_times
 from deputy.schemas.core import DEFAULT_POLICY, EMPTY_STATE_DETAILS, StateType
 from deputy.schemas.schedules import load_schedule
-from deputy.services.common import now, uuid7
+from deputy.services.common import Clock, uuid7
 from deputy.services.flow_runs.create import deployment_run_labels, new_run_row
 from deputy.settings import Settings
 
@@ -191,10 +191,11 @@ def _signature(run: Any) -> tuple[Any, ...]:
     return tuple(get(key) for key in _KEPT_IF_EQUAL)
 
 
-def _slot(deployment: Any, schedule: Any, kind: str, moment: dt.datetime) -> _Slot:
-    timestamp = now()
+def _slot(
+    deployment: Any, schedule: Any, kind: str, moment: dt.datetime, *, now: dt.datetime
+) -> _Slot:
     run = new_run_row(
-        timestamp,
+        now,
         flow_id=deployment.flow_id,
         deployment_id=deployment.id,
         deployment_version=deployment.version,
@@ -218,12 +219,12 @@ def _slot(deployment: Any, schedule: Any, kind: str, moment: dt.datetime) -> _Sl
     scheduled_time = moment.isoformat().replace("+00:00", "Z")
     state = {
         "id": uuid7(),
-        "created": timestamp,
-        "updated": timestamp,
+        "created": now,
+        "updated": now,
         "flow_run_id": run["id"],
         "type": StateType.SCHEDULED.value,
         "name": "Scheduled",
-        "timestamp": timestamp,
+        "timestamp": now,
         "message": "Flow run scheduled",
         "data": None,
         "state_details": {
@@ -260,14 +261,14 @@ async def _fill(
     deployment: Any,
     schedules: Sequence[Any],
     horizon: Horizon,
-    moment: dt.datetime,
     *,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> list[_Slot]:
     """Plan each active schedule's slots from ``start`` (default now) and note when each
     must be looked at again. Returns the planned slots, one per time (first schedule wins)."""
-    start = start or moment
+    start = start or now
     end = end or _later(start, horizon.max_time)
     planned: dict[dt.datetime, _Slot] = {}
     for row in schedules:
@@ -294,7 +295,7 @@ async def _fill(
         else:
             kind = type(schedule).__name__
             for date in dates:
-                planned.setdefault(date, _slot(deployment, row, kind, date))
+                planned.setdefault(date, _slot(deployment, row, kind, date, now=now))
         await conn.execute(
             update(t.deployment_schedule).where(_schedule.id == row.id).values(refill_at=refill)
         )
@@ -307,20 +308,20 @@ async def replan(
     horizon: Horizon,
     *,
     clear_late: bool = False,
+    now: dt.datetime,
 ) -> int:
     """Make the deployment's future auto-scheduled runs match its schedules and settings now:
     delete the waiting ones that no longer match, insert the missing ones. Paused: none.
     ``clear_late`` also deletes auto-scheduled runs whose time has passed (pause, and a
     deleted schedule, as in Prefect). Returns how many runs were inserted."""
-    moment = now()
     deployment = await lock_deployment(conn, deployment_id)
     if deployment is None:
         raise NotFound(DEPLOYMENT_NOT_FOUND)
     schedules = [] if deployment.paused else await read_schedules(conn, deployment_id)
-    slots = await _fill(conn, deployment, schedules, horizon, moment)
+    slots = await _fill(conn, deployment, schedules, horizon, now=now)
     wanted = {slot.run["expected_start_time"]: _signature(slot.run) for slot in slots}
     compared = (_run.id, _run.expected_start_time, *(_run[key] for key in _KEPT_IF_EQUAL))
-    waiting = _not_started(None if clear_late else moment)
+    waiting = _not_started(None if clear_late else now)
     existing = await conn.execute(
         select(*compared).where(_run.deployment_id == deployment_id, *waiting)
     )
@@ -337,26 +338,29 @@ async def schedule_window(
     *,
     start: dt.datetime | None,
     end: dt.datetime | None,
+    now: dt.datetime,
 ) -> int:
     """``POST /deployments/{id}/schedule``: runs for the window (a backfill when in the past),
     under Prefect's min/max rules; existing slots are left alone."""
-    moment = now()
     deployment = await lock_deployment(conn, deployment_id)
     if deployment is None:
         return 0  # Prefect answers 200 and schedules nothing
     schedules = await read_schedules(conn, deployment_id)
-    start = start or moment
-    slots = await _fill(conn, deployment, schedules, horizon, moment, start=start, end=end)
+    start = start or now
+    slots = await _fill(conn, deployment, schedules, horizon, start=start, end=end, now=now)
     return await _insert_slots(conn, slots)
 
 
 # --- the scheduler loop -----------------------------------------------------------------
 
 
-async def run_scheduler(database: Database, horizon: Horizon, *, batch: int) -> int:
+async def run_scheduler(database: Database, horizon: Horizon, *, batch: int, clock: Clock) -> int:
     """One scheduler pass: top up every schedule whose refill time has come. Returns how
-    many runs were inserted. Safe in many processes at once (row locks, unique slots)."""
-    moment = now()
+    many runs were inserted. Safe in many processes at once (row locks, unique slots).
+
+    A loop of its own transactions, it reads ``clock`` once for the pass, then again in each
+    deployment's transaction (on purpose: a long pass stamps runs when they are written)."""
+    moment = clock()
     due = (
         select(_schedule.deployment_id)
         .join(t.deployment, _deployment.id == _schedule.deployment_id)
@@ -374,23 +378,24 @@ async def run_scheduler(database: Database, horizon: Horizon, *, batch: int) -> 
     for deployment_id in deployment_ids:
         try:
             async with database.write() as conn:
-                inserted += await _top_up(conn, deployment_id, horizon)
+                inserted += await _top_up(conn, deployment_id, horizon, now=clock())
         except Exception:  # one deployment's failure must not hold up the others
             logger.exception("scheduling deployment %s failed; next pass retries", deployment_id)
     return inserted
 
 
-async def _top_up(conn: Connection, deployment_id: uuid.UUID, horizon: Horizon) -> int:
+async def _top_up(
+    conn: Connection, deployment_id: uuid.UUID, horizon: Horizon, *, now: dt.datetime
+) -> int:
     deployment = await lock_deployment(conn, deployment_id, skip_locked=True)
     if deployment is None or deployment.paused:
         return 0
-    moment = now()
     schedules = [
         row
         for row in await read_schedules(conn, deployment_id)
-        if row.refill_at is not None and row.refill_at <= moment
+        if row.refill_at is not None and row.refill_at <= now
     ]
     if not schedules:
         return 0  # another process got here first
-    slots = await _fill(conn, deployment, schedules, horizon, moment)
+    slots = await _fill(conn, deployment, schedules, horizon, now=now)
     return await _insert_slots(conn, slots)

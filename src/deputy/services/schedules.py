@@ -4,6 +4,7 @@ routes' use cases (each edit re-plans the deployment's runs in the same transact
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -13,8 +14,13 @@ from sqlalchemy import delete, select, update
 from deputy.db import tables as t
 from deputy.errors import Conflict, NotFound, Unprocessable
 from deputy.schemas.schedules import DeploymentScheduleCreate, DeploymentScheduleUpdate
-from deputy.services.common import now
-from deputy.services.scheduler import DEPLOYMENT_NOT_FOUND, Horizon, read_schedules, replan
+from deputy.services.scheduler import (
+    DEPLOYMENT_NOT_FOUND,
+    Horizon,
+    lock_deployment,
+    read_schedules,
+    replan,
+)
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -26,12 +32,13 @@ _schedule = t.deployment_schedule.c
 _deployment = t.deployment.c
 
 
-def _schedule_values(body: DeploymentScheduleCreate, deployment_id: uuid.UUID) -> dict[str, Any]:
-    timestamp = now()
+def _schedule_values(
+    body: DeploymentScheduleCreate, deployment_id: uuid.UUID, *, now: dt.datetime
+) -> dict[str, Any]:
     return {
         "id": uuid.uuid4(),
-        "created": timestamp,
-        "updated": timestamp,
+        "created": now,
+        "updated": now,
         "deployment_id": deployment_id,
         "schedule": body.schedule.model_dump(mode="json"),
         "active": body.active,
@@ -61,10 +68,14 @@ async def read_schedules_for(
 
 
 async def add_schedules(
-    conn: Connection, deployment_id: uuid.UUID, bodies: Sequence[DeploymentScheduleCreate]
+    conn: Connection,
+    deployment_id: uuid.UUID,
+    bodies: Sequence[DeploymentScheduleCreate],
+    *,
+    now: dt.datetime,
 ) -> list[dict[str, Any]]:
     """Insert new schedules; a slug already used on the deployment is a 409."""
-    rows = [_schedule_values(body, deployment_id) for body in bodies]
+    rows = [_schedule_values(body, deployment_id, now=now) for body in bodies]
     slugs = [row["slug"] for row in rows if row["slug"] is not None]
     if len(slugs) != len(set(slugs)):
         raise Conflict(DUPLICATE_SLUG)
@@ -82,12 +93,16 @@ async def add_schedules(
 
 
 async def replace_schedules(
-    conn: Connection, deployment_id: uuid.UUID, bodies: Sequence[DeploymentScheduleCreate]
+    conn: Connection,
+    deployment_id: uuid.UUID,
+    bodies: Sequence[DeploymentScheduleCreate],
+    *,
+    now: dt.datetime,
 ) -> None:
     await conn.execute(
         delete(t.deployment_schedule).where(_schedule.deployment_id == deployment_id)
     )
-    await add_schedules(conn, deployment_id, bodies)
+    await add_schedules(conn, deployment_id, bodies, now=now)
 
 
 async def update_schedule(
@@ -96,6 +111,7 @@ async def update_schedule(
     body: DeploymentScheduleUpdate,
     *,
     schedule_id: uuid.UUID,
+    now: dt.datetime,
 ) -> bool:
     """Change the fields sent (null ones are left alone, as in Prefect); False if absent."""
     values: dict[str, Any] = {
@@ -116,7 +132,7 @@ async def update_schedule(
         )
         if clash.first() is not None:
             raise Conflict(DUPLICATE_SLUG)
-    values["updated"] = now()
+    values["updated"] = now
     values["refill_at"] = None
     result = await conn.execute(
         update(t.deployment_schedule)
@@ -158,6 +174,8 @@ async def apply_deployment_schedules(
     conn: Connection,
     deployment_id: uuid.UUID,
     bodies: Sequence[DeploymentScheduleUpdate] | None,
+    *,
+    now: dt.datetime,
 ) -> None:
     """``schedules`` in a deployment PATCH, by Prefect's rules: when every existing and every
     sent schedule has a slug, schedules are updated in place by slug (or ``replaces``) and new
@@ -172,7 +190,10 @@ async def apply_deployment_schedules(
     if not all_existing_slugged:
         if bodies is not None:
             await replace_schedules(
-                conn, deployment_id, [_as_create(b) for b in sent if b.schedule is not None]
+                conn,
+                deployment_id,
+                [_as_create(b) for b in sent if b.schedule is not None],
+                now=now,
             )
         return
     current = {row.slug: row.id for row in existing}
@@ -186,8 +207,8 @@ async def apply_deployment_schedules(
             .values(slug=None)
         )
     for schedule_id, body in patches:
-        await update_schedule(conn, deployment_id, body, schedule_id=schedule_id)
-    await add_schedules(conn, deployment_id, creates)
+        await update_schedule(conn, deployment_id, body, schedule_id=schedule_id, now=now)
+    await add_schedules(conn, deployment_id, creates, now=now)
 
 
 def _check_renames(sent: Sequence[DeploymentScheduleUpdate], current: dict[str, Any]) -> None:
@@ -241,11 +262,13 @@ async def create_deployment_schedules(
     deployment_id: uuid.UUID,
     bodies: Sequence[DeploymentScheduleCreate],
     horizon: Horizon,
+    *,
+    now: dt.datetime,
 ) -> list[dict[str, Any]]:
     """``POST /deployments/{id}/schedules``: add schedules and create their runs."""
-    await _require_deployment(conn, deployment_id)
-    rows = await add_schedules(conn, deployment_id, bodies)
-    await replan(conn, deployment_id, horizon)
+    await _lock_deployment(conn, deployment_id)
+    rows = await add_schedules(conn, deployment_id, bodies, now=now)
+    await replan(conn, deployment_id, horizon, now=now)
     return rows
 
 
@@ -255,28 +278,43 @@ async def update_deployment_schedule(
     schedule_id: uuid.UUID,
     body: DeploymentScheduleUpdate,
     horizon: Horizon,
+    *,
+    now: dt.datetime,
 ) -> None:
     """``PATCH /deployments/{id}/schedules/{schedule_id}``: runs that no longer match are
     replaced."""
-    await _require_deployment(conn, deployment_id)
-    if not await update_schedule(conn, deployment_id, body, schedule_id=schedule_id):
+    await _lock_deployment(conn, deployment_id)
+    if not await update_schedule(conn, deployment_id, body, schedule_id=schedule_id, now=now):
         raise NotFound(SCHEDULE_NOT_FOUND)
-    await replan(conn, deployment_id, horizon)
+    await replan(conn, deployment_id, horizon, now=now)
 
 
 async def delete_deployment_schedule(
-    conn: Connection, deployment_id: uuid.UUID, schedule_id: uuid.UUID, horizon: Horizon
+    conn: Connection,
+    deployment_id: uuid.UUID,
+    schedule_id: uuid.UUID,
+    horizon: Horizon,
+    *,
+    now: dt.datetime,
 ) -> None:
     """``DELETE /deployments/{id}/schedules/{schedule_id}``: as Prefect does, the
     auto-scheduled runs still waiting go too (then the other schedules' runs are planned
     again)."""
-    await _require_deployment(conn, deployment_id)
+    await _lock_deployment(conn, deployment_id)
     if not await delete_schedule(conn, deployment_id, schedule_id):
         raise NotFound(SCHEDULE_NOT_FOUND)
-    await replan(conn, deployment_id, horizon, clear_late=True)
+    await replan(conn, deployment_id, horizon, clear_late=True, now=now)
 
 
 async def _require_deployment(conn: Connection, deployment_id: uuid.UUID) -> None:
     found = await conn.execute(select(_deployment.id).where(_deployment.id == deployment_id))
     if found.first() is None:
+        raise NotFound(DEPLOYMENT_NOT_FOUND)
+
+
+async def _lock_deployment(conn: Connection, deployment_id: uuid.UUID) -> None:
+    """Lock the deployment before touching its schedules. The scheduler pass locks a
+    deployment, then writes its schedules; a schedule edit taking the schedule row first and
+    the deployment second (in ``replan``) deadlocks with it on PostgreSQL."""
+    if await lock_deployment(conn, deployment_id) is None:
         raise NotFound(DEPLOYMENT_NOT_FOUND)

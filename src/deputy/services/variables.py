@@ -6,6 +6,7 @@ clients creating the same name at once get one 201 and one 409, never two rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Collection
 from types import SimpleNamespace
@@ -20,7 +21,6 @@ from deputy.db.filters.objects import variable_clause
 from deputy.errors import Conflict, NotFound, integrity_conflict
 from deputy.schemas.filters import VariableFilter, VariableSort
 from deputy.schemas.variables import VariableCreate, VariableUpdate
-from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
@@ -47,17 +47,16 @@ def duplicate_name(name: str) -> Conflict:
     return Conflict(f"A variable with the name {name!r} already exists.")
 
 
-async def create_variable(conn: Connection, body: VariableCreate) -> Any:
+async def create_variable(conn: Connection, body: VariableCreate, *, now: dt.datetime) -> Any:
     """Insert the variable; a taken name is a 409 decided by the unique constraint.
 
     The answer echoes the values as sent, not as stored, as Prefect's does (on SQLite a
     stored ``1.0`` reads back as ``1``).
     """
-    timestamp = now()
     values = {
         "id": uuid.uuid4(),
-        "created": timestamp,
-        "updated": timestamp,
+        "created": now,
+        "updated": now,
         "name": body.name,
         "value": body.value,
         "tags": body.tags,
@@ -71,7 +70,7 @@ async def create_variable(conn: Connection, body: VariableCreate) -> Any:
     if (await conn.execute(insert)).first() is None:
         raise duplicate_name(body.name)
     created = SimpleNamespace(**values)
-    lifecycle_events.variable_changed("created", created)
+    lifecycle_events.variable_changed("created", created, now=now)
     return created
 
 
@@ -83,20 +82,24 @@ async def read_variable_by_name(conn: Connection, name: str) -> Any:
     return await _read_one(conn, _c.name == name)
 
 
-async def update_variable(conn: Connection, variable_id: uuid.UUID, body: VariableUpdate) -> None:
-    await _update(conn, _c.id == variable_id, body)
+async def update_variable(
+    conn: Connection, variable_id: uuid.UUID, body: VariableUpdate, *, now: dt.datetime
+) -> None:
+    await _update(conn, _c.id == variable_id, body, now=now)
 
 
-async def update_variable_by_name(conn: Connection, name: str, body: VariableUpdate) -> None:
-    await _update(conn, _c.name == name, body)
+async def update_variable_by_name(
+    conn: Connection, name: str, body: VariableUpdate, *, now: dt.datetime
+) -> None:
+    await _update(conn, _c.name == name, body, now=now)
 
 
-async def delete_variable(conn: Connection, variable_id: uuid.UUID) -> None:
-    await _delete(conn, _c.id == variable_id)
+async def delete_variable(conn: Connection, variable_id: uuid.UUID, *, now: dt.datetime) -> None:
+    await _delete(conn, _c.id == variable_id, now=now)
 
 
-async def delete_variable_by_name(conn: Connection, name: str) -> None:
-    await _delete(conn, _c.name == name)
+async def delete_variable_by_name(conn: Connection, name: str, *, now: dt.datetime) -> None:
+    await _delete(conn, _c.name == name, now=now)
 
 
 async def filter_variables(
@@ -143,7 +146,9 @@ async def _read_one(conn: Connection, where: ColumnElement[bool]) -> Any:
     return row
 
 
-async def _update(conn: Connection, where: ColumnElement[bool], body: VariableUpdate) -> None:
+async def _update(
+    conn: Connection, where: ColumnElement[bool], body: VariableUpdate, *, now: dt.datetime
+) -> None:
     """Write the keys the client sent (``updated`` always moves, even for ``{}``).
 
     A missing variable is a 404 before anything else, as in Prefect; a name or tags set to
@@ -153,18 +158,18 @@ async def _update(conn: Connection, where: ColumnElement[bool], body: VariableUp
     if any(field in values and values[field] is None for field in _NOT_NULL_FIELDS):
         await _read_one(conn, where)
         raise integrity_conflict()
-    statement = update(t.variable).where(where).values(**values, updated=now())
+    statement = update(t.variable).where(where).values(**values, updated=now)
     try:
         row = (await conn.execute(statement.returning(*t.variable.c))).first()
     except IntegrityError:
         raise integrity_conflict() from None
     if row is None:
         raise NotFound(VARIABLE_NOT_FOUND)
-    lifecycle_events.variable_changed("updated", row)
+    lifecycle_events.variable_changed("updated", row, now=now)
 
 
-async def _delete(conn: Connection, where: ColumnElement[bool]) -> None:
+async def _delete(conn: Connection, where: ColumnElement[bool], *, now: dt.datetime) -> None:
     row = (await conn.execute(delete(t.variable).where(where).returning(*t.variable.c))).first()
     if row is None:
         raise NotFound(VARIABLE_NOT_FOUND)
-    lifecycle_events.variable_changed("deleted", row)
+    lifecycle_events.variable_changed("deleted", row, now=now)

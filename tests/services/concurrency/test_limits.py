@@ -396,7 +396,9 @@ async def test_concurrent_increments_never_exceed_the_limit(
 
 async def _taken_directly(database: Database, names: list[str]) -> bool:
     async with database.write() as conn:
-        acquisition, _ = await leases.acquire_with_lease(conn, names, 1, "concurrency", 300, None)
+        acquisition, _ = await leases.acquire_with_lease(
+            conn, names, 1, "concurrency", 300, None, now=now()
+        )
     return acquisition.taken
 
 

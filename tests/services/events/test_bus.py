@@ -228,7 +228,7 @@ async def test_beyond_the_cap_the_oldest_events_are_dropped_and_counted(
     small_queue: None, database: Database
 ) -> None:
     local = events_service.EventBus()
-    local.start(database)
+    local.start(database, clock=now)
     try:
         assert local._task is not None
         local._task.cancel()  # hold the flusher so the queue fills
@@ -249,7 +249,7 @@ async def test_stopping_the_app_writes_the_events_still_queued(
     async with database.read() as conn:
         stored = (await conn.execute(select(t.event.c.event))).scalars().all()
     assert stored == ["queued.at.shutdown"]
-    bus.start(database)  # the app fixture stops it again
+    bus.start(database, clock=now)  # the app fixture stops it again
 
 
 async def test_duplicate_event_ids_are_stored_once(
@@ -269,7 +269,7 @@ async def test_duplicate_event_ids_are_stored_once(
 async def record_task_runs_with(database: Database, record: Recorder) -> None:
     """Restart the app's bus with ``record`` as its task-run recorder (the app stops it)."""
     await bus.stop()
-    bus.start(database, recorders={"prefect.task-run.": record})
+    bus.start(database, recorders={"prefect.task-run.": record}, clock=now)
 
 
 async def test_task_run_events_are_recorded_once_in_the_events_transaction(
@@ -277,7 +277,7 @@ async def test_task_run_events_are_recorded_once_in_the_events_transaction(
 ) -> None:
     recorded: list[tuple[Any, dict[str, Any]]] = []
 
-    async def record(conn: Any, received: dict[str, Any]) -> None:
+    async def record(conn: Any, received: dict[str, Any], *, now: dt.datetime) -> None:
         recorded.append((conn, received))
 
     await record_task_runs_with(database, record)
@@ -296,7 +296,7 @@ async def test_task_run_events_are_recorded_once_in_the_events_transaction(
 async def test_an_event_that_cannot_be_recorded_is_skipped_and_the_others_kept(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    async def record(_conn: Any, received: dict[str, Any]) -> None:
+    async def record(_conn: Any, received: dict[str, Any], *, now: dt.datetime) -> None:
         if received["resource"]["prefect.resource.id"] == "prefect.task-run.bad":
             raise ValueError("cannot record this one")
 

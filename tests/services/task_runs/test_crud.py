@@ -32,6 +32,7 @@ from deputy.orchestration.task_policy import (
     retry_delay_seconds,
 )
 from deputy.schemas.core import TERMINAL_STATE_TYPES, StateType
+from deputy.services.common import now
 from deputy.services.task_runs.orchestrate import mirror_subflow_state
 from factories import create_deployment, create_flow
 
@@ -932,7 +933,7 @@ async def test_mirror_subflow_state_copies_the_subflows_state_onto_its_parent_ta
     running = {**child["state"], "type": "RUNNING", "name": "Running"}
     async with database.write() as conn:
         result = await mirror_subflow_state(
-            conn, uuid.UUID(parent_task["id"]), uuid.UUID(child["id"]), running
+            conn, uuid.UUID(parent_task["id"]), uuid.UUID(child["id"]), running, now=now()
         )
     assert (result.status_code, result.body["status"]) == (201, "ACCEPT")
     read = (await client.get(f"/task_runs/{parent_task['id']}")).json()

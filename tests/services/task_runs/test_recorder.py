@@ -23,6 +23,7 @@ from sqlalchemy import select
 from databases import counted_statements
 from deputy.db import tables as t
 from deputy.db.engine import Database
+from deputy.services.common import now
 from deputy.services.task_runs.recorder import record_task_run_event
 from factories import create_flow
 
@@ -67,7 +68,7 @@ def of_run(events: list[dict[str, Any]], task_run_id: str) -> list[dict[str, Any
 async def record(database: Database, *events: dict[str, Any]) -> None:
     async with database.write() as conn:
         for event in events:
-            await record_task_run_event(conn, event)
+            await record_task_run_event(conn, event, now=now())
 
 
 async def stored(client: httpx.AsyncClient, task_run_id: str) -> tuple[Any, Any]:
@@ -277,7 +278,7 @@ async def test_recording_an_event_takes_three_statements_in_a_savepoint(
     pending = of_run(events, FAILED)[0]
     async with database.write() as conn:
         with counted_statements(database) as statements:
-            await record_task_run_event(conn, pending)
+            await record_task_run_event(conn, pending, now=now())
     work = [s for s in statements if not s.upper().startswith(("SAVEPOINT", "RELEASE"))]
     assert len(work) == 3, statements  # look up, upsert, insert state
     async with database.read() as conn:

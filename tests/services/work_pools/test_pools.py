@@ -12,6 +12,7 @@ import pytest
 from deputy.db import tables as t
 from deputy.db.engine import Database
 from deputy.errors import NotFound
+from deputy.services.common import now
 from deputy.services.work_pools import pools as work_pools
 from factories import create_queue, create_work_pool, queues_of, unique
 
@@ -443,9 +444,9 @@ async def test_get_or_create_default_agent_pool_is_idempotent(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     async with database.write() as conn:
-        first = await work_pools.get_or_create_default_agent_pool(conn)
+        first = await work_pools.get_or_create_default_agent_pool(conn, now=now())
     async with database.write() as conn:
-        again = await work_pools.get_or_create_default_agent_pool(conn)
+        again = await work_pools.get_or_create_default_agent_pool(conn, now=now())
     assert first.id == again.id
     pool = (await client.get("/work_pools/default-agent-pool")).json()
     assert (pool["type"], pool["status"], pool["default_queue_id"]) == (

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from deputy.db.engine import Database
+from deputy.services.common import now
 from deputy.services.work_pools import queues as work_queues
 from deputy.services.work_pools.pools import get_or_create_default_agent_pool
 from deputy.services.work_pools.queues import spread_priorities
@@ -252,7 +253,7 @@ async def test_work_queue_by_name_reads_the_default_agent_pool(
     found = await client.get("/work_queues/name/legacy")
     assert found.json()["work_pool_name"] == pool["name"]
     async with database.write() as conn:
-        agent = await get_or_create_default_agent_pool(conn)
+        agent = await get_or_create_default_agent_pool(conn, now=now())
     assert (await client.get("/work_queues/name/legacy")).json() == {
         "detail": "work queue not found"
     }
@@ -397,9 +398,13 @@ async def test_get_or_create_work_queue_is_idempotent_and_fills_the_first_gap(
     pool = await create_work_pool(client)
     await create_queue(client, pool["name"], name="far", priority=5)
     async with database.write() as conn:
-        first = await work_queues.get_or_create_work_queue(conn, uuid.UUID(pool["id"]), "auto")
+        first = await work_queues.get_or_create_work_queue(
+            conn, uuid.UUID(pool["id"]), "auto", now=now()
+        )
     async with database.write() as conn:
-        again = await work_queues.get_or_create_work_queue(conn, uuid.UUID(pool["id"]), "auto")
+        again = await work_queues.get_or_create_work_queue(
+            conn, uuid.UUID(pool["id"]), "auto", now=now()
+        )
         found = await work_queues.read_work_queue_in_pool(conn, uuid.UUID(pool["id"]), "auto")
         missing = await work_queues.read_work_queue_in_pool(conn, uuid.UUID(pool["id"]), "nope")
     assert first.id == again.id == (found.id if found else None)

@@ -19,7 +19,6 @@ from sqlalchemy import delete, select, update
 from deputy.db import tables as t
 from deputy.db.dialect import greatest
 from deputy.errors import DetailError
-from deputy.services.common import now
 from deputy.services.concurrency import limits as concurrency_limits
 
 if TYPE_CHECKING:
@@ -121,6 +120,8 @@ async def acquire_with_lease(
     mode: concurrency_limits.Mode,
     duration_seconds: float,
     holder: dict[str, Any] | None,
+    *,
+    now: dt.datetime,
 ) -> tuple[concurrency_limits.Acquisition, uuid.UUID]:
     """Take the slots and a lease over every limit named.
 
@@ -128,21 +129,19 @@ async def acquire_with_lease(
     Prefect tells it) can renew and release the lease as usual. When no limit is named there
     is nothing to hold: a lease id is answered but nothing is stored.
     """
-    at = now()
-    acquisition = await concurrency_limits.acquire(conn, names, slots, mode, at)
+    acquisition = await concurrency_limits.acquire(conn, names, slots, mode, now)
     if not acquisition.taken or not acquisition.limits:
         return acquisition, uuid.uuid4()
     holdings = [(row.id, slots if row.active else 0) for row in acquisition.limits]
-    lease_id = await create_lease(conn, holdings, duration_seconds, holder, at)
+    lease_id = await create_lease(conn, holdings, duration_seconds, holder, now)
     return acquisition, lease_id
 
 
 async def release_lease(
-    conn: Connection, lease_id: uuid.UUID, *, record_occupancy: bool = True
+    conn: Connection, lease_id: uuid.UUID, *, record_occupancy: bool = True, now: dt.datetime
 ) -> bool:
     """Delete the lease and give its slots back, with how long they were held as the
     occupancy; False when there was no such lease (already released or reclaimed)."""
-    at = now()
     released = (
         await conn.execute(
             delete(t.concurrency_lease)
@@ -151,12 +150,12 @@ async def release_lease(
         )
     ).all()
     for row in released:
-        occupancy = (at - row.created).total_seconds() if record_occupancy else None
+        occupancy = (now - row.created).total_seconds() if record_occupancy else None
         await concurrency_limits.give_back(
             conn,
             [row.concurrency_limit_id],
             row.slots,
-            at,
+            now,
             occupancy_seconds=occupancy,
             only_active=False,
         )

@@ -35,7 +35,6 @@ from deputy.schemas.concurrency_limits import (
     ConcurrencyLimitV2Create,
     ConcurrencyLimitV2Update,
 )
-from deputy.services.common import now
 from deputy.services.events import lifecycle as lifecycle_events
 
 if TYPE_CHECKING:
@@ -162,15 +161,15 @@ def _with_decay(conn: Connection, at: dt.datetime) -> Any:
     )
 
 
-async def read_limit(conn: Connection, id_or_name: uuid.UUID | str) -> Any:
-    row = (await conn.execute(_with_decay(conn, now()).where(_where(id_or_name)))).first()
+async def read_limit(conn: Connection, id_or_name: uuid.UUID | str, *, now: dt.datetime) -> Any:
+    row = (await conn.execute(_with_decay(conn, now).where(_where(id_or_name)))).first()
     if row is None:
         raise NotFound(LIMIT_NOT_FOUND)
     return row
 
 
-async def read_limits(conn: Connection, *, offset: int, limit: int) -> list[Any]:
-    query = _with_decay(conn, now()).order_by(_limit.name).offset(offset).limit(limit)
+async def read_limits(conn: Connection, *, offset: int, limit: int, now: dt.datetime) -> list[Any]:
+    query = _with_decay(conn, now).order_by(_limit.name).offset(offset).limit(limit)
     return list((await conn.execute(query)).all())
 
 
@@ -192,48 +191,56 @@ async def read_limits_by_name(
 # --- create, update, delete ---------------------------------------------------------------
 
 
-async def create_limit(conn: Connection, body: ConcurrencyLimitV2Create) -> Any:
+async def create_limit(
+    conn: Connection, body: ConcurrencyLimitV2Create, *, now: dt.datetime
+) -> Any:
     """Insert the limit; a name already taken is the integrity conflict (409)."""
-    timestamp = now()
     insert = (
         t.concurrency_limit_v2.insert()
         .values(
             id=uuid.uuid4(),
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             avg_slot_occupancy_seconds=2.0,
             **body.model_dump(),
         )
         .returning(*t.concurrency_limit_v2.c)
     )
     row = (await conn.execute(insert)).one()
-    lifecycle_events.global_limit_changed("created", row)
+    lifecycle_events.global_limit_changed("created", row, now=now)
     return row
 
 
 async def update_limit(
-    conn: Connection, id_or_name: uuid.UUID | str, body: ConcurrencyLimitV2Update
+    conn: Connection,
+    id_or_name: uuid.UUID | str,
+    body: ConcurrencyLimitV2Update,
+    *,
+    now: dt.datetime,
 ) -> None:
     """Change the keys sent (an explicit null on a required column is a 409, as in Prefect)."""
-    timestamp = now()
-    values = {**touched(conn, timestamp), **body.model_dump(exclude_unset=True)}
-    values["updated"] = timestamp
+    values = {**touched(conn, now), **body.model_dump(exclude_unset=True)}
+    values["updated"] = now
     statement = update(t.concurrency_limit_v2).where(_where(id_or_name)).values(**values)
     row = (await conn.execute(statement.returning(*t.concurrency_limit_v2.c))).first()
     if row is None:
         raise NotFound(LIMIT_NOT_FOUND)
-    lifecycle_events.global_limit_changed("updated", row)
+    lifecycle_events.global_limit_changed("updated", row, now=now)
 
 
 async def delete_limit(
-    conn: Connection, id_or_name: uuid.UUID | str, *, not_found: str = LIMIT_NOT_FOUND
+    conn: Connection,
+    id_or_name: uuid.UUID | str,
+    *,
+    not_found: str = LIMIT_NOT_FOUND,
+    now: dt.datetime,
 ) -> None:
     """Delete the limit; its leases go with it (a deployment using it is left without)."""
     statement = delete(t.concurrency_limit_v2).where(_where(id_or_name))
     row = (await conn.execute(statement.returning(*t.concurrency_limit_v2.c))).first()
     if row is None:
         raise NotFound(not_found)
-    lifecycle_events.global_limit_changed("deleted", row)
+    lifecycle_events.global_limit_changed("deleted", row, now=now)
 
 
 # --- slots --------------------------------------------------------------------------------
@@ -338,16 +345,20 @@ async def acquire(
 
 
 async def decrement(
-    conn: Connection, names: list[str], slots: int, occupancy_seconds: float | None
+    conn: Connection,
+    names: list[str],
+    slots: int,
+    occupancy_seconds: float | None,
+    *,
+    now: dt.datetime,
 ) -> list[Any]:
     """Give ``slots`` back to every active limit named; answers every limit named."""
-    at = now()
-    limits = await read_limits_by_name(conn, names, at)
+    limits = await read_limits_by_name(conn, names, now)
     await give_back(
         conn,
         [row.id for row in limits if row.active],
         slots,
-        at,
+        now,
         occupancy_seconds=occupancy_seconds,
     )
     return limits

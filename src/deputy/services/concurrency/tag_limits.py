@@ -6,6 +6,7 @@ The v1 answers show ``active_slots`` as the task runs holding a live lease on th
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,6 @@ from deputy.schemas.concurrency_limits import (
     minimal_limit_to_wire,
     tag_limit_to_wire,
 )
-from deputy.services.common import now
 from deputy.services.concurrency import leases
 from deputy.services.concurrency import limits as concurrency_limits
 from deputy.services.events import lifecycle as lifecycle_events
@@ -42,21 +42,24 @@ def _unique(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-async def _with_holders(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
-    holders = await leases.task_run_holders(conn, [row.id for row in rows], now())
+async def _with_holders(
+    conn: Connection, rows: list[Any], *, now: dt.datetime
+) -> list[dict[str, Any]]:
+    holders = await leases.task_run_holders(conn, [row.id for row in rows], now)
     return [tag_limit_to_wire(row, holders[row.id]) for row in rows]
 
 
-async def upsert_tag_limit(conn: Connection, tag: str, limit: int) -> tuple[Any, bool]:
+async def upsert_tag_limit(
+    conn: Connection, tag: str, limit: int, *, now: dt.datetime
+) -> tuple[Any, bool]:
     """Create ``tag:<tag>`` or change its limit, in one statement; True when created."""
-    timestamp = now()
     proposed = uuid.uuid4()
     upsert = (
         insert_on_conflict(conn.dialect.name, t.concurrency_limit_v2)
         .values(
             id=proposed,
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             name=_tag_name(tag),
             limit=limit,
             active=True,
@@ -65,14 +68,14 @@ async def upsert_tag_limit(conn: Connection, tag: str, limit: int) -> tuple[Any,
             slot_decay_per_second=0.0,
             avg_slot_occupancy_seconds=2.0,
         )
-        .on_conflict_do_update(index_elements=["name"], set_={"limit": limit, "updated": timestamp})
+        .on_conflict_do_update(index_elements=["name"], set_={"limit": limit, "updated": now})
         .returning(*t.concurrency_limit_v2.c)
     )
     row = (await conn.execute(upsert)).one()
     created = row.id == proposed
     # Prefect's v1 routes write v2 limits, and so emit the v2 lifecycle events.
-    lifecycle_events.global_limit_changed("created" if created else "updated", row)
-    return (await _with_holders(conn, [row]))[0], created
+    lifecycle_events.global_limit_changed("created" if created else "updated", row, now=now)
+    return (await _with_holders(conn, [row], now=now))[0], created
 
 
 async def _read_tag_row(conn: Connection, tag: str) -> Any:
@@ -83,20 +86,24 @@ async def _read_tag_row(conn: Connection, tag: str) -> Any:
     return row
 
 
-async def read_tag_limit(conn: Connection, tag: str) -> dict[str, Any]:
-    return (await _with_holders(conn, [await _read_tag_row(conn, tag)]))[0]
+async def read_tag_limit(conn: Connection, tag: str, *, now: dt.datetime) -> dict[str, Any]:
+    return (await _with_holders(conn, [await _read_tag_row(conn, tag)], now=now))[0]
 
 
-async def read_tag_limit_by_id(conn: Connection, limit_id: uuid.UUID) -> dict[str, Any]:
+async def read_tag_limit_by_id(
+    conn: Connection, limit_id: uuid.UUID, *, now: dt.datetime
+) -> dict[str, Any]:
     """Only ``tag:`` limits are v1 limits; any other id is not found."""
     query = t.concurrency_limit_v2.select().where(_limit.id == limit_id)
     row = (await conn.execute(query)).first()
     if row is None or not row.name.startswith(TAG_PREFIX):
         raise NotFound(TAG_LIMIT_NOT_FOUND)
-    return (await _with_holders(conn, [row]))[0]
+    return (await _with_holders(conn, [row], now=now))[0]
 
 
-async def read_tag_limits(conn: Connection, *, offset: int, limit: int) -> list[dict[str, Any]]:
+async def read_tag_limits(
+    conn: Connection, *, offset: int, limit: int, now: dt.datetime
+) -> list[dict[str, Any]]:
     """``tag:`` limits in name order (a range on the unique name index: ';' follows ':')."""
     query = (
         t.concurrency_limit_v2.select()
@@ -105,16 +112,15 @@ async def read_tag_limits(conn: Connection, *, offset: int, limit: int) -> list[
         .offset(offset)
         .limit(limit)
     )
-    return await _with_holders(conn, list((await conn.execute(query)).all()))
+    return await _with_holders(conn, list((await conn.execute(query)).all()), now=now)
 
 
 async def reset_tag_limit(
-    conn: Connection, tag: str, slot_override: list[uuid.UUID] | None
+    conn: Connection, tag: str, slot_override: list[uuid.UUID] | None, *, now: dt.datetime
 ) -> None:
     """Drop every lease on the limit and count only the task runs in ``slot_override`` (as
     many as the limit allows), each holding a new lease."""
     row = await _read_tag_row(conn, tag)
-    at = now()
     await conn.execute(delete(t.concurrency_lease).where(_lease.concurrency_limit_id == row.id))
     holders = _unique(slot_override or [])[: max(row.limit, 0)]
     for task_run_id in holders:
@@ -123,30 +129,31 @@ async def reset_tag_limit(
             [(row.id, 1)],
             leases.V1_LEASE_SECONDS,
             {"type": "task_run", "id": str(task_run_id)},
-            at,
+            now,
         )
-    values = {**concurrency_limits.touched(conn, at), "active_slots": len(holders)}
+    values = {**concurrency_limits.touched(conn, now), "active_slots": len(holders)}
     await conn.execute(update(t.concurrency_limit_v2).where(_limit.id == row.id).values(**values))
 
 
-async def delete_tag_limit(conn: Connection, tag: str) -> None:
-    await concurrency_limits.delete_limit(conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND)
+async def delete_tag_limit(conn: Connection, tag: str, *, now: dt.datetime) -> None:
+    await concurrency_limits.delete_limit(
+        conn, _tag_name(tag), not_found=TAG_LIMIT_NOT_FOUND, now=now
+    )
 
 
-async def delete_limit_by_id(conn: Connection, limit_id: uuid.UUID) -> None:
+async def delete_limit_by_id(conn: Connection, limit_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Any v2 limit, tag or not, as Prefect's v1 delete does."""
-    await concurrency_limits.delete_limit(conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND)
+    await concurrency_limits.delete_limit(conn, limit_id, not_found=TAG_LIMIT_NOT_FOUND, now=now)
 
 
 async def increment_tags(
-    conn: Connection, tags: list[str], task_run_id: uuid.UUID
+    conn: Connection, tags: list[str], task_run_id: uuid.UUID, *, now: dt.datetime
 ) -> list[dict[str, Any]]:
     """Take one slot on every active tag limit for the task run, under one lease that never
     expires; nothing is taken when any limit is full (423) or zero (423, it would deadlock)."""
-    at = now()
     tags = _unique(tags)
     rows = await concurrency_limits.read_limits_by_name(
-        conn, [_tag_name(tag) for tag in tags], at, lock=True
+        conn, [_tag_name(tag) for tag in tags], now, lock=True
     )
     by_name = {row.name: row for row in rows}
     for tag in tags:
@@ -163,7 +170,7 @@ async def increment_tags(
     ]
     if not taking:
         return []
-    if not await concurrency_limits.increment(conn, [row.id for row in taking], 1, at):
+    if not await concurrency_limits.increment(conn, [row.id for row in taking], 1, now):
         full = next((row for row in taking if row.decayed_active + 1 > row.limit), taking[0])
         raise concurrency_limits.Locked(
             f"Concurrency limit for the {full.name.removeprefix(TAG_PREFIX)} tag has been reached",
@@ -174,21 +181,19 @@ async def increment_tags(
         [(row.id, 1) for row in taking],
         leases.V1_LEASE_SECONDS,
         {"type": "task_run", "id": str(task_run_id)},
-        at,
+        now,
     )
     return [minimal_limit_to_wire(row, row.name.removeprefix(TAG_PREFIX)) for row in taking]
 
 
 async def decrement_tags(
-    conn: Connection, tags: list[str], task_run_id: uuid.UUID
+    conn: Connection, tags: list[str], task_run_id: uuid.UUID, *, now: dt.datetime
 ) -> list[dict[str, Any]]:
     """Release every lease the task run holds on these tags' limits; answers the limits
     found (named ``tag:<tag>`` here, as Prefect answers)."""
-    rows = await concurrency_limits.read_limits_by_name(
-        conn, [_tag_name(tag) for tag in tags], now()
-    )
+    rows = await concurrency_limits.read_limits_by_name(conn, [_tag_name(tag) for tag in tags], now)
     if rows:
         held = await leases.leases_held_by(conn, [row.id for row in rows], task_run_id)
         for lease_id in held:
-            await leases.release_lease(conn, lease_id, record_occupancy=False)
+            await leases.release_lease(conn, lease_id, record_occupancy=False, now=now)
     return [minimal_limit_to_wire(row) for row in rows]

@@ -32,11 +32,13 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from deputy.db.connection import Connection
 from deputy.db.engine import Database
 from deputy.schemas.events import EventFilter
+from deputy.services import common
+from deputy.services.common import Clock
 from deputy.services.events import storage
 from deputy.services.events.match import matches
 from deputy.text_search import ParsedQuery, parse
@@ -54,8 +56,15 @@ SUBSCRIPTION_BACKLOG = 256
 
 #: An event as the bus holds it (shaped like Prefect's ``ReceivedEvent``, see above).
 Event = dict[str, Any]
-#: Records a stored event into the tables of its domain, inside the bus's transaction.
-Recorder = Callable[[Connection, Event], Awaitable[None]]
+
+
+class Recorder(Protocol):
+    """Records a stored event into the tables of its domain, inside the bus's transaction
+    (``now``: the clock read once that transaction began)."""
+
+    def __call__(
+        self, conn: Connection, event: Event, /, *, now: dt.datetime
+    ) -> Awaitable[None]: ...
 
 
 class _Subscriber:
@@ -93,6 +102,7 @@ class EventBus:
         self._streamed: OrderedDict[str, None] = OrderedDict()
         self._relay: asyncio.Task[None] | None = None
         self._recorders: Mapping[str, Recorder] = {}
+        self._clock: Clock = common.now
 
     @property
     def active(self) -> bool:
@@ -134,12 +144,19 @@ class EventBus:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def start(self, database: Database, *, recorders: Mapping[str, Recorder] | None = None) -> None:
+    def start(
+        self,
+        database: Database,
+        *,
+        recorders: Mapping[str, Recorder] | None = None,
+        clock: Clock,
+    ) -> None:
         """Start the flusher for ``database`` (the app's lifespan calls this). ``recorders``
         maps an event-name prefix to what records the stored events so named: the bus knows
-        no domain, the app says which events update which tables."""
+        no domain, the app says which events update which tables. ``clock`` is the app's."""
         self._database = database
         self._recorders = dict(recorders or {})
+        self._clock = clock
         self._queue.clear()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="deputy: event flusher")
@@ -204,7 +221,7 @@ class EventBus:
         if database is None:
             return
         try:
-            await persist(database, batch, self._recorders)
+            await persist(database, batch, self._recorders, self._clock)
             return
         except Exception:
             if len(batch) == 1:
@@ -213,7 +230,7 @@ class EventBus:
             logger.warning("a batch of %d events failed; retrying one by one", len(batch))
         for event in batch:
             try:
-                await persist(database, [event], self._recorders)
+                await persist(database, [event], self._recorders, self._clock)
             except Exception:
                 logger.exception("event %s could not be recorded; skipped", event.get("id"))
 
@@ -237,12 +254,12 @@ class EventBus:
         events stored since the last look (with a margin for commits landing late) and streams
         those not streamed yet.
         """
-        watermark = dt.datetime.now(dt.UTC)
+        watermark = self._clock()
         while True:
             await asyncio.sleep(RELAY_INTERVAL_SECONDS)
             database = self._database
             if database is None or not self._subscribers:
-                watermark = dt.datetime.now(dt.UTC)
+                watermark = self._clock()
                 continue
             try:
                 async with database.read() as conn:
@@ -291,7 +308,7 @@ bus = EventBus()
 
 
 async def persist(
-    database: Database, batch: Sequence[Event], recorders: Mapping[str, Recorder]
+    database: Database, batch: Sequence[Event], recorders: Mapping[str, Recorder], clock: Clock
 ) -> None:
     """Write events in one transaction; each newly stored event is also handed, in that
     transaction, to the recorders whose prefix its name starts with (once per id).
@@ -300,7 +317,8 @@ async def persist(
     writer, like the scheduler loop, and no request waits for (or could own) its writes.
     """
     async with database.write() as conn:
-        inserted = await storage.write_events(conn, batch)
+        now = clock()  # once the transaction has begun, as a request's
+        inserted = await storage.write_events(conn, batch, now=now)
         if not recorders or not inserted:
             return
         for event in batch:
@@ -308,4 +326,4 @@ async def persist(
                 inserted.discard(event["id"])  # a repeated id is recorded once
                 for prefix, record in recorders.items():
                     if event["event"].startswith(prefix):
-                        await record(conn, event)
+                        await record(conn, event, now=now)

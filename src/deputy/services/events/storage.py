@@ -23,7 +23,6 @@ from deputy.db.event_rows import insert_events
 from deputy.db.filters.events import event_where
 from deputy.errors import Unprocessable
 from deputy.schemas.events import Countable, EventFilter, EventOrder, TimeUnit
-from deputy.services.common import now
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -45,7 +44,9 @@ class InvalidPageToken(ValueError):
     pass
 
 
-async def write_events(conn: Connection, batch: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+async def write_events(
+    conn: Connection, batch: Sequence[dict[str, Any]], *, now: dt.datetime
+) -> set[uuid.UUID]:
     """Insert events (an id already stored is skipped) with one resource row per resource
     they name; returns the ids inserted."""
     if not batch:
@@ -53,7 +54,7 @@ async def write_events(conn: Connection, batch: Sequence[dict[str, Any]]) -> set
     unique: dict[Any, dict[str, Any]] = {}
     for event in batch:
         unique.setdefault(event["id"], event)
-    return await insert_events(conn, unique, now())
+    return await insert_events(conn, unique, now)
 
 
 def _event_from_row(row: Any) -> dict[str, Any]:
@@ -204,11 +205,13 @@ async def count_events(
     countable: Countable,
     unit: TimeUnit,
     interval: float,
+    *,
+    now: dt.datetime,
 ) -> list[dict[str, Any]]:
     if countable in (Countable.day, Countable.time):
         if countable == Countable.day:
             unit, interval = TimeUnit.day, 1.0
-        return await _count_by_time(conn, flt, unit, interval)
+        return await _count_by_time(conn, flt, unit, interval, now=now)
     if countable == Countable.event:
         value: Any = _event.event
         label: Any = _event.event
@@ -251,7 +254,7 @@ async def count_events(
 
 
 async def _count_by_time(
-    conn: Connection, flt: EventFilter, unit: TimeUnit, interval: float
+    conn: Connection, flt: EventFilter, unit: TimeUnit, interval: float, *, now: dt.datetime
 ) -> list[dict[str, Any]]:
     width = _bucket_width(unit, interval)
     since, until = flt.occurred.since, flt.occurred.until
@@ -266,8 +269,7 @@ async def _count_by_time(
     query = select(index, func.count().label("events")).where(*event_where(flt)).group_by(index)
     counts = {int(row.bucket): int(row.events) for row in await conn.execute(query)}
 
-    moment = now()
-    end = _end_of_period(moment, unit) if until > moment else until
+    end = _end_of_period(now, unit) if until > now else until
     first = math.floor((since - PIVOT) / width)
     out: list[dict[str, Any]] = []
     start = PIVOT + width * first

@@ -15,7 +15,6 @@ from contextlib import aclosing, asynccontextmanager
 
 from deputy.db.engine import Database
 from deputy.schemas.events import EventFilter, EventOrder
-from deputy.services.common import now
 from deputy.services.events import storage
 from deputy.services.events.bus import Event, bus
 
@@ -27,12 +26,12 @@ MAXIMUM_BACKFILL = dt.timedelta(minutes=15)
 
 @asynccontextmanager
 async def watch(
-    database: Database, flt: EventFilter, *, backfill: bool
+    database: Database, flt: EventFilter, *, backfill: bool, now: dt.datetime
 ) -> AsyncIterator[AsyncIterator[Event]]:
     """Subscribe to the events matching ``flt`` (none older than ``MAXIMUM_BACKFILL``) and
     yield them: the stored ones first when ``backfill``, then the live ones."""
     flt = flt.model_copy(deep=True)
-    flt.occurred.since = max(flt.occurred.since, now() - MAXIMUM_BACKFILL)
+    flt.occurred.since = max(flt.occurred.since, now - MAXIMUM_BACKFILL)
     flt.order = EventOrder.ASC
     async with (
         bus.subscribe(flt) as queue,

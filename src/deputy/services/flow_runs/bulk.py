@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from deputy.errors import INTEGRITY_CONFLICT, DeputyError
 from deputy.schemas.deployments import DeploymentFlowRunCreate
+from deputy.services.common import Clock
 from deputy.services.flow_runs.create import create_flow_run_for, read_deployment_for_runs
 
 if TYPE_CHECKING:
@@ -27,14 +28,20 @@ async def create_flow_runs_from_deployment(
     bodies: Sequence[DeploymentFlowRunCreate],
     *,
     created_by: dict[str, Any] | None = None,
+    clock: Clock,
 ) -> list[dict[str, Any]]:
-    """One result per item: ``CREATED`` with the run's id, or ``FAILED`` with the error."""
+    """One result per item: ``CREATED`` with the run's id, or ``FAILED`` with the error.
+
+    Unlike other services this one reads the clock, once per item on purpose: each run is
+    stamped when it is created, so runs of one request keep their order by time."""
     deployment = await read_deployment_for_runs(conn, deployment_id)
     results: list[dict[str, Any]] = []
     for body in bodies:
         try:
             async with conn.begin_nested():
-                answer = await create_flow_run_for(conn, deployment, body, created_by=created_by)
+                answer = await create_flow_run_for(
+                    conn, deployment, body, created_by=created_by, now=clock()
+                )
         except DeputyError as error:
             results.append(_failure(error.message))
             continue

@@ -29,7 +29,7 @@ from deputy.schemas.core import (
 )
 from deputy.schemas.deployments import DeploymentFlowRunCreate
 from deputy.schemas.flow_runs import FlowRunCreate, flow_run_to_wire
-from deputy.services.common import Answer, json_time, now, uuid7
+from deputy.services.common import Answer, json_time, uuid7
 from deputy.services.events import build as events
 from deputy.services.flow_runs.read import read_flow_run_by_idempotency_key
 from deputy.services.names import generate_run_name
@@ -138,9 +138,10 @@ async def create_flow_run_from_deployment(
     body: DeploymentFlowRunCreate,
     *,
     created_by: dict[str, Any] | None = None,
+    now: dt.datetime,
 ) -> Answer:
     deployment = await read_deployment_for_runs(conn, deployment_id)
-    return await create_flow_run_for(conn, deployment, body, created_by=created_by)
+    return await create_flow_run_for(conn, deployment, body, created_by=created_by, now=now)
 
 
 async def create_flow_run_for(
@@ -149,6 +150,7 @@ async def create_flow_run_for(
     body: DeploymentFlowRunCreate,
     *,
     created_by: dict[str, Any] | None = None,
+    now: dt.datetime,
 ) -> Answer:
     """Every rule of Prefect's create_flow_run, for an already-read deployment."""
     parameters = await hydrate(conn, {**deployment.parameters, **body.parameters})
@@ -162,11 +164,10 @@ async def create_flow_run_for(
         validate_job_variables_for_run(
             deployment.base_job_template, deployment.job_variables, body.job_variables
         )
-    queue = await _resolve_queue(conn, deployment, body)
+    queue = await _resolve_queue(conn, deployment, body, now=now)
 
-    timestamp = now()
     run = new_run_row(
-        timestamp,
+        now,
         name=body.name,
         flow_id=deployment.flow_id,
         deployment_id=deployment.id,
@@ -190,7 +191,7 @@ async def create_flow_run_for(
         ),
         parent_task_run_id=body.parent_task_run_id,
     )
-    state = initial_state(body.state, StateType.SCHEDULED, run["id"], timestamp)
+    state = initial_state(body.state, StateType.SCHEDULED, run["id"], now)
     names = {
         "flow_name": deployment.flow_name,
         "flow_tags": deployment.flow_tags,
@@ -206,6 +207,7 @@ async def create_flow_run_for(
         pool_id=queue.pool_id,
         pool_name=queue.pool_name,
         event_names=names,
+        now=now,
     )
 
 
@@ -264,6 +266,7 @@ async def insert_run(
     pool_id: uuid.UUID | None,
     pool_name: str | None,
     event_names: dict[str, Any] | None = None,
+    now: dt.datetime,
 ) -> Answer:
     """Insert the run with its first state (bookkeeping applied, no orchestration).
 
@@ -278,7 +281,7 @@ async def insert_run(
     else:
         statement = insert_unless_exists(conn.dialect.name, t.flow_run, _IDEMPOTENCY_KEY)
         if (await conn.execute(statement, run)).first() is None:
-            existing = await read_flow_run_by_idempotency_key(conn, run["flow_id"], key)
+            existing = await read_flow_run_by_idempotency_key(conn, run["flow_id"], key, now=now)
             return Answer(existing, created=False)
     parent_task_run_id = run["parent_task_run_id"]
     if parent_task_run_id is not None:  # a subflow's states name the task standing for it
@@ -286,7 +289,7 @@ async def insert_run(
     await conn.execute(_INSERT_STATE, state)
     if parent_task_run_id is not None:
         # As after any of a subflow's states (Prefect's global rules apply at creation too).
-        await mirror_subflow_state(conn, parent_task_run_id, run["id"], state)
+        await mirror_subflow_state(conn, parent_task_run_id, run["id"], state, now=now)
     events.flow_run_created(
         run, state, queue_name=queue_name, pool_id=pool_id, pool_name=pool_name, names=event_names
     )
@@ -297,7 +300,11 @@ async def insert_run(
 
 
 async def _resolve_queue(
-    conn: Connection, deployment: DeploymentForRuns, body: DeploymentFlowRunCreate
+    conn: Connection,
+    deployment: DeploymentForRuns,
+    body: DeploymentFlowRunCreate,
+    *,
+    now: dt.datetime,
 ) -> _Queue:
     """The run's queue: the deployment's, or the requested one inside the deployment's pool,
     created there when it does not exist yet."""
@@ -317,7 +324,7 @@ async def _resolve_queue(
             "and try again."
         )
     queue = await work_queues.get_or_create_work_queue(
-        conn, deployment.work_pool_id, body.work_queue_name
+        conn, deployment.work_pool_id, body.work_queue_name, now=now
     )
     return _Queue(queue.id, queue.name, deployment.work_pool_id, deployment.pool_name)
 
@@ -360,7 +367,11 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 
 async def create_flow_run(
-    conn: Connection, body: FlowRunCreate, *, created_by: dict[str, Any] | None = None
+    conn: Connection,
+    body: FlowRunCreate,
+    *,
+    created_by: dict[str, Any] | None = None,
+    now: dt.datetime,
 ) -> Answer:
     """``POST /flow_runs/``: a run of a flow, optionally in a pool's queue; PENDING by default.
 
@@ -395,9 +406,8 @@ async def create_flow_run(
     labels = {**(flow.labels or {}), "prefect.flow.id": str(body.flow_id)}
     if body.deployment_id is not None:
         labels["prefect.deployment.id"] = str(body.deployment_id)
-    timestamp = now()
     run = new_run_row(
-        timestamp,
+        now,
         name=body.name,
         flow_id=body.flow_id,
         flow_version=body.flow_version,
@@ -415,7 +425,7 @@ async def create_flow_run(
         infrastructure_document_id=body.infrastructure_document_id,
         parent_task_run_id=body.parent_task_run_id,
     )
-    state = initial_state(body.state, StateType.PENDING, run["id"], timestamp)
+    state = initial_state(body.state, StateType.PENDING, run["id"], now)
     names = {"flow_name": flow.name, "flow_tags": flow.tags, "pool_type": pool_type}
     return await insert_run(
         conn,
@@ -425,4 +435,5 @@ async def create_flow_run(
         pool_id=pool_id,
         pool_name=pool_name,
         event_names=names,
+        now=now,
     )

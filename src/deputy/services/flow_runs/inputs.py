@@ -7,6 +7,7 @@ Keys are unique per run, decided by the database's constraint.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,6 @@ from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.errors import Conflict, NotFound
 from deputy.schemas.flow_run_input import FlowRunInputCreate, FlowRunInputFilterBody
-from deputy.services.common import now
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -26,10 +26,10 @@ _input = t.flow_run_input.c
 
 
 async def create_flow_run_input(
-    conn: Connection, flow_run_id: uuid.UUID, body: FlowRunInputCreate
+    conn: Connection, flow_run_id: uuid.UUID, body: FlowRunInputCreate, *, now: dt.datetime
 ) -> None:
     """Store the input; 409 for a key the run already has, 404 for an unknown run."""
-    await store_flow_run_input(conn, flow_run_id, body.key, body.value, sender=body.sender)
+    await store_flow_run_input(conn, flow_run_id, body.key, body.value, sender=body.sender, now=now)
 
 
 async def store_flow_run_input(
@@ -39,17 +39,17 @@ async def store_flow_run_input(
     value: str,
     *,
     sender: str | None = None,
+    now: dt.datetime,
 ) -> None:
     run_exists = select(exists().where(t.flow_run.c.id == flow_run_id))
     if not (await conn.execute(run_exists)).scalar_one():
         raise NotFound("Flow run not found")
-    timestamp = now()
     statement = (
         insert_on_conflict(conn.dialect.name, t.flow_run_input)
         .values(
             id=uuid.uuid4(),
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             flow_run_id=flow_run_id,
             key=key,
             value=value,

@@ -52,7 +52,7 @@ async def mark_late_runs(
                 details={"scheduled_time": row.next_scheduled_start_time},
             )
             result = await set_state.orchestrate(
-                conn, row, late, force=False, client_version=None, timestamp=now
+                conn, row, late, force=False, client_version=None, now=now
             )
             marked += int(result.created)
     return marked

@@ -20,7 +20,6 @@ from deputy.parameters.job_variables import validate_job_variables_for_run
 from deputy.schemas.core import StateType, canonical_details, dump_policy
 from deputy.schemas.filters import FlowRunSort, RelatedFilters
 from deputy.schemas.flow_runs import flow_run_to_wire
-from deputy.services.common import now
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -72,7 +71,7 @@ FLOW_RUN_ROWS = WireSelect(flow_run_query(), parsed=("empirical_policy", "state_
 _READ_FLOW_RUN = FLOW_RUN_ROWS.refined(lambda query: query.where(_run.id == bindparam("id")))
 
 
-def row_to_wire(run: Mapping[Any, Any], timestamp: dt.datetime | None = None) -> dict[str, Any]:
+def row_to_wire(run: Mapping[Any, Any], now: dt.datetime) -> dict[str, Any]:
     """A row of :func:`flow_run_query` (decoded, or read by :data:`FLOW_RUN_ROWS`) as a
     FlowRunResponse."""
     state = None
@@ -84,7 +83,7 @@ def row_to_wire(run: Mapping[Any, Any], timestamp: dt.datetime | None = None) ->
         queue_name=run["queue__name"],
         pool_id=run["pool__id"],
         pool_name=run["pool__name"],
-        now=timestamp or now(),
+        now=now,
     )
 
 
@@ -93,30 +92,29 @@ async def wire_runs(
     runs: WireSelect,
     parameters: Mapping[str, Any] | None = None,
     *,
-    timestamp: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> list[WireRun]:
     """The runs ``runs`` (a refinement of :data:`FLOW_RUN_ROWS`) reads, as FlowRunResponse
     wire values: on SQLite rendered by the query itself (:mod:`.rendered_runs`)."""
-    moment = timestamp or now()
     if conn.dialect.name == "sqlite" and wire_rows.ENABLED:
         rendered = runs.rendered(rendered_runs.response_columns)
         rows = (await conn.execute(rendered, parameters)).all()
-        return [rendered_runs.flow_run_response(row, moment) for row in rows]
-    return [row_to_wire(row, moment) for row in await runs.rows(conn, parameters)]
+        return [rendered_runs.flow_run_response(row, now) for row in rows]
+    return [row_to_wire(row, now) for row in await runs.rows(conn, parameters)]
 
 
-async def read_flow_run(conn: Connection, flow_run_id: uuid.UUID) -> WireRun:
-    runs = await wire_runs(conn, _READ_FLOW_RUN, {"id": flow_run_id})
+async def read_flow_run(conn: Connection, flow_run_id: uuid.UUID, *, now: dt.datetime) -> WireRun:
+    runs = await wire_runs(conn, _READ_FLOW_RUN, {"id": flow_run_id}, now=now)
     if not runs:
         raise NotFound(FLOW_RUN_NOT_FOUND)
     return runs[0]
 
 
 async def read_flow_run_by_idempotency_key(
-    conn: Connection, flow_id: uuid.UUID, key: str
+    conn: Connection, flow_id: uuid.UUID, key: str, *, now: dt.datetime
 ) -> dict[str, Any]:
     query = flow_run_query().where(_run.flow_id == flow_id, _run.idempotency_key == key)
-    return row_to_wire((await conn.execute(query)).mappings().one())
+    return row_to_wire((await conn.execute(query)).mappings().one(), now)
 
 
 async def filter_flow_runs(
@@ -126,6 +124,7 @@ async def filter_flow_runs(
     sort: FlowRunSort,
     offset: int,
     limit: int,
+    now: dt.datetime,
 ) -> list[WireRun]:
     """One page of the runs matching ``filters``, as FlowRunResponse wire values.
 
@@ -138,7 +137,7 @@ async def filter_flow_runs(
         select(_run.id).where(*flow_run_where(filters)).order_by(*order).offset(offset).limit(limit)
     )
     runs = FLOW_RUN_ROWS.refined(lambda query: query.where(_run.id.in_(page)).order_by(*order))
-    return await wire_runs(conn, runs)
+    return await wire_runs(conn, runs, now=now)
 
 
 async def count_flow_runs(conn: Connection, filters: RelatedFilters) -> int:
@@ -182,7 +181,9 @@ async def read_flow_run_state(conn: Connection, state_id: uuid.UUID) -> dict[str
     return _state_to_wire(row)
 
 
-async def update_flow_run(conn: Connection, flow_run_id: uuid.UUID, body: Any) -> None:
+async def update_flow_run(
+    conn: Connection, flow_run_id: uuid.UUID, body: Any, *, now: dt.datetime
+) -> None:
     """PATCH: the fields sent change. Job variables change only while the run is SCHEDULED,
     and are checked against its deployment's pool template like a new run's."""
     values = body.model_dump(exclude_unset=True)
@@ -190,7 +191,7 @@ async def update_flow_run(conn: Connection, flow_run_id: uuid.UUID, body: Any) -
         values["empirical_policy"] = dump_policy(body.empirical_policy)
     if body.job_variables is not None:
         await _check_job_variables_update(conn, flow_run_id, body.job_variables)
-    values["updated"] = now()
+    values["updated"] = now
     result = await conn.execute(update(t.flow_run).where(_run.id == flow_run_id).values(**values))
     if result.rowcount == 0:
         raise NotFound(FLOW_RUN_NOT_FOUND)
@@ -232,7 +233,7 @@ async def _check_job_variables_update(
 
 
 async def update_flow_run_labels(
-    conn: Connection, flow_run_id: uuid.UUID, labels: dict[str, Any]
+    conn: Connection, flow_run_id: uuid.UUID, labels: dict[str, Any], *, now: dt.datetime
 ) -> None:
     """Merge ``labels`` into the run's labels (workers add theirs this way)."""
     row = (await conn.execute(select(_run.labels).where(_run.id == flow_run_id))).first()
@@ -241,5 +242,5 @@ async def update_flow_run_labels(
     await conn.execute(
         update(t.flow_run)
         .where(_run.id == flow_run_id)
-        .values(labels={**(row.labels or {}), **labels}, updated=now())
+        .values(labels={**(row.labels or {}), **labels}, updated=now)
     )

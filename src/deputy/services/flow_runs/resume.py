@@ -6,6 +6,7 @@ input against the schema the paused run stored, and storing it once the move is 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from deputy.orchestration.states import StateDraft, Status
 from deputy.parameters.hydration import HydrationFailed
 from deputy.parameters.schema import CircularSchema, run_input_problem
 from deputy.schemas.core import StateType
-from deputy.services.common import Answer, now
+from deputy.services.common import Answer
 from deputy.services.flow_runs import set_state
 from deputy.services.flow_runs.inputs import find_flow_run_input, store_flow_run_input
 from deputy.services.parameters import hydrate
@@ -31,6 +32,7 @@ async def resume_flow_run(
     run_input: dict[str, Any] | None,
     *,
     client_version: tuple[int, ...] | None = None,
+    now: dt.datetime,
 ) -> Answer:
     """Resume a paused run: RUNNING again, or SCHEDULED "Resuming" when it was suspended.
 
@@ -63,20 +65,19 @@ async def resume_flow_run(
                 "details": {"type": "abort_details", "reason": refusal},
             }
             return Answer(body, created=False)
-    timestamp = now()
     if current.details.get("pause_reschedule"):
         draft = StateDraft.of(
-            StateType.SCHEDULED, timestamp, name="Resuming", details={"scheduled_time": timestamp}
+            StateType.SCHEDULED, now, name="Resuming", details={"scheduled_time": now}
         )
     else:
-        draft = StateDraft.of(StateType.RUNNING, timestamp)
+        draft = StateDraft.of(StateType.RUNNING, now)
     result = await set_state.orchestrate(
-        conn, row, draft, force=False, client_version=client_version, timestamp=timestamp
+        conn, row, draft, force=False, client_version=client_version, now=now
     )
     response_key = keyset.get("response") if keyset else None
     if response_key and run_input and result.body["status"] == Status.ACCEPT.value:
         await store_flow_run_input(
-            conn, flow_run_id, response_key, orjson.dumps(run_input).decode()
+            conn, flow_run_id, response_key, orjson.dumps(run_input).decode(), now=now
         )
     return result
 

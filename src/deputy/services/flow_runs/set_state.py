@@ -33,7 +33,7 @@ from deputy.orchestration.policy import decide, needs_slots
 from deputy.orchestration.states import CurrentState, Decision, Effects, StateDraft, default_name
 from deputy.schemas.core import EMPTY_STATE_DETAILS, StateCreate, StateType, canonical_details
 from deputy.schemas.flow_runs import state_to_wire
-from deputy.services.common import Answer, json_details, now, orchestration_result, uuid7
+from deputy.services.common import Answer, json_details, orchestration_result, uuid7
 from deputy.services.events import build as events
 from deputy.services.task_runs.orchestrate import mirror_subflow_state
 
@@ -122,22 +122,22 @@ async def set_flow_run_state(
     *,
     force: bool = False,
     client_version: tuple[int, ...] | None = None,
+    now: dt.datetime,
 ) -> Answer:
+    """``now`` is read once the transaction has begun; on PostgreSQL the run's lock may be
+    waited for after it, and ``_write`` keeps the run's state times in order all the same."""
     row = await read_run_for_update(conn, flow_run_id)
     if row is None:
         raise ObjectNotFound(f"Flow run with id {flow_run_id} not found")
-    timestamp = now()
     draft = StateDraft(
         type=proposed.type,
         name=proposed.name or default_name(proposed.type),
-        timestamp=timestamp,
+        timestamp=now,
         message=proposed.message,
         data=proposed.data,
         details=proposed.state_details.model_dump(mode="json"),
     )
-    return await orchestrate(
-        conn, row, draft, force=force, client_version=client_version, timestamp=timestamp
-    )
+    return await orchestrate(conn, row, draft, force=force, client_version=client_version, now=now)
 
 
 async def orchestrate(
@@ -147,7 +147,7 @@ async def orchestrate(
     *,
     force: bool,
     client_version: tuple[int, ...] | None,
-    timestamp: dt.datetime,
+    now: dt.datetime,
 ) -> Answer:
     """Decide on ``draft`` for the run in ``row`` (read with ``_READ_RUN``) and apply it."""
     current = current_state(row)
@@ -169,13 +169,13 @@ async def orchestrate(
             slots = DeploymentSlots(deployment_exists=True)  # no limit: nothing to load
         else:
             lease_id = current.details.get("deployment_concurrency_lease_id") if current else None
-            slots = await _load_slots(conn, run.deployment_id, lease_id, timestamp)
+            slots = await _load_slots(conn, run.deployment_id, lease_id, now)
     decision = decide(
         Transition(
             run=run,
             current=current,
             proposed=draft,
-            now=timestamp,
+            now=now,
             slots=slots,
             client_version=client_version,
         ),
@@ -183,9 +183,9 @@ async def orchestrate(
     )
     if decision.state is None:
         if decision.effects.renew_lease and current is not None and slots is not None:
-            await _renew_lease(conn, current.details, slots, timestamp)
+            await _renew_lease(conn, current.details, slots, now)
         return Answer(orchestration_result(decision, current_body(row)), created=False)
-    state = await _write(conn, row, current, decision, slots)
+    state = await _write(conn, row, current, decision, slots, now=now)
     # Answered as Prefect's State: without the row's created, updated and flow_run_id.
     return Answer(orchestration_result(decision, state_to_wire(state)), created=True)
 
@@ -266,6 +266,8 @@ async def _write(
     current: CurrentState | None,
     decision: Decision,
     slots: DeploymentSlots | None,
+    *,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     """Apply the decision's effects, insert the state, update the run; returns the state."""
     draft = decision.state
@@ -313,7 +315,7 @@ async def _write(
     if row.parent_task_run_id is not None:
         # The parent flow's task run for this subflow follows its states (Prefect's
         # UpdateSubflowParentTask).
-        await mirror_subflow_state(conn, row.parent_task_run_id, row.id, state)
+        await mirror_subflow_state(conn, row.parent_task_run_id, row.id, state, now=now)
     return state
 
 

@@ -21,7 +21,7 @@ from deputy.errors import NotFound, integrity_conflict
 from deputy.schemas.core import StateType
 from deputy.schemas.filters import TaskRunRelatedFilters, TaskRunSort
 from deputy.schemas.task_runs import TaskRunCreate, TaskRunUpdate, task_run_to_wire
-from deputy.services.common import Answer, now
+from deputy.services.common import Answer
 from deputy.services.names import generate_run_name
 from deputy.services.task_runs.orchestrate import first_state, insert_state
 from deputy.services.task_runs.rows import (
@@ -61,11 +61,13 @@ _NATURAL_KEY = ("flow_run_id", "task_key", "dynamic_key")
 # --- reading --------------------------------------------------------------------------------
 
 
-async def read_task_run(conn: Connection, task_run_id: uuid.UUID) -> dict[str, Any]:
+async def read_task_run(
+    conn: Connection, task_run_id: uuid.UUID, *, now: dt.datetime
+) -> dict[str, Any]:
     row = (await conn.execute(_READ_TASK_RUN, {"task_run_id": task_run_id})).first()
     if row is None:
         raise NotFound(TASK_NOT_FOUND)
-    return row_to_wire(row)
+    return row_to_wire(row, now=now)
 
 
 async def filter_task_runs(
@@ -75,15 +77,15 @@ async def filter_task_runs(
     sort: TaskRunSort,
     offset: int,
     limit: int,
+    now: dt.datetime,
 ) -> list[dict[str, Any]]:
-    moment = now()
     query = (
         TASK_RUN_QUERY.where(*task_run_where(filters))
-        .order_by(*_sorts(sort, conn.dialect.name, moment), _run.id.desc())
+        .order_by(*_sorts(sort, conn.dialect.name, now), _run.id.desc())
         .offset(offset)
         .limit(limit)
     )
-    return [row_to_wire(row, moment) for row in await conn.execute(query)]
+    return [row_to_wire(row, now) for row in await conn.execute(query)]
 
 
 async def count_task_runs(conn: Connection, filters: TaskRunRelatedFilters) -> int:
@@ -147,11 +149,10 @@ async def read_task_run_state(conn: Connection, state_id: uuid.UUID) -> dict[str
 # --- changing -------------------------------------------------------------------------------
 
 
-async def create_task_run(conn: Connection, body: TaskRunCreate) -> Answer:
+async def create_task_run(conn: Connection, body: TaskRunCreate, *, now: dt.datetime) -> Answer:
     """``POST /task_runs/``: a new run with its first state (PENDING unless given), applied
     without rules; the run already there for the same (flow run, task key, dynamic key),
     unchanged, otherwise. A run of a flow run inherits its labels."""
-    timestamp = now()
     flow_run = None
     labels: dict[str, Any] = body.labels or {}
     if body.flow_run_id is not None:
@@ -171,9 +172,9 @@ async def create_task_run(conn: Connection, body: TaskRunCreate) -> Answer:
             )
         ).first()
         if existing is not None:
-            return Answer(row_to_wire(existing, timestamp), created=False)
-    run = _new_run_row(body, labels, timestamp)
-    decision, state = await first_state(conn, run, flow_run, body.state, timestamp)
+            return Answer(row_to_wire(existing, now), created=False)
+    run = _new_run_row(body, labels, now)
+    decision, state = await first_state(conn, run, flow_run, body.state, now)
     if body.flow_run_id is None:
         await conn.execute(_INSERT_RUN, run)
     else:
@@ -185,10 +186,10 @@ async def create_task_run(conn: Connection, body: TaskRunCreate) -> Answer:
                 "dynamic_key": body.dynamic_key,
             }
             existing = (await conn.execute(_READ_BY_NATURAL_KEY, params)).one()
-            return Answer(row_to_wire(existing, timestamp), created=False)
+            return Answer(row_to_wire(existing, now), created=False)
     if state is not None:
         await insert_state(conn, state, decision)
-    return Answer(task_run_to_wire(run, state, timestamp), created=True)
+    return Answer(task_run_to_wire(run, state, now), created=True)
 
 
 def _new_run_row(
@@ -224,9 +225,11 @@ def _new_run_row(
     }
 
 
-async def update_task_run(conn: Connection, task_run_id: uuid.UUID, body: TaskRunUpdate) -> None:
+async def update_task_run(
+    conn: Connection, task_run_id: uuid.UUID, body: TaskRunUpdate, *, now: dt.datetime
+) -> None:
     """PATCH: a new name when one was sent (``null`` or ``""``: a generated one)."""
-    values: dict[str, Any] = {"updated": now()}
+    values: dict[str, Any] = {"updated": now}
     if "name" in body.model_fields_set:
         values["name"] = body.name or generate_run_name()
     result = await conn.execute(update(t.task_run).where(_run.id == task_run_id).values(**values))

@@ -41,7 +41,6 @@ from deputy.services.common import (
     Answer,
     json_details,
     json_time,
-    now,
     orchestration_result,
     uuid7,
 )
@@ -88,6 +87,7 @@ async def set_task_run_state(
     proposed: StateCreate,
     *,
     force: bool = False,
+    now: dt.datetime,
 ) -> Answer:
     """Propose a state: Prefect's task policy decides, bookkeeping follows what is written.
 
@@ -101,25 +101,24 @@ async def set_task_run_state(
     row = (await conn.execute(statement, {"task_run_id": task_run_id})).first()
     if row is None:
         raise ObjectNotFound(f"Task run with id {task_run_id} not found")
-    timestamp = now()
-    draft = _draft(proposed, timestamp)
+    draft = _draft(proposed, now)
     mapping = row._mapping
     run = {name: mapping[name] for name in TASK_RUN_COLUMN_NAMES}
     current_body = state_of(mapping)
     current = _current(current_body)
     policy = policy_for(draft.details, force=force)
-    decision = await _decide(conn, run, current, _flow_run_facts(row), draft, policy, timestamp)
+    decision = await _decide(conn, run, current, _flow_run_facts(row), draft, policy, now)
     if decision.state is None:
         return Answer(orchestration_result(decision, current_body), created=False)
-    state = _state_row(run, decision.state, current, timestamp)
+    state = _state_row(run, decision.state, current, now)
     effects = decision.task_effects
     tags = tuple(run["tags"] or ())
     if effects.release_tag_slots and tags:
-        await _release_tag_slots(conn, run["id"], tags, timestamp)
+        await _release_tag_slots(conn, run["id"], tags, now)
     if effects.acquire_tag_slots:
-        await _acquire_tag_slots(conn, effects.acquire_tag_slots, run["id"], timestamp)
+        await _acquire_tag_slots(conn, effects.acquire_tag_slots, run["id"], now)
     changes = _bookkeeping(run, current, state, decision)
-    changes["updated"] = timestamp
+    changes["updated"] = now
     await insert_state(conn, state, decision)
     await conn.execute(update(t.task_run).where(_run.id == run["id"]).values(**changes))
     return Answer(orchestration_result(decision, _body(state)), created=True)
@@ -130,6 +129,8 @@ async def mirror_subflow_state(
     parent_task_run_id: uuid.UUID,
     child_flow_run_id: uuid.UUID,
     flow_state: dict[str, Any],
+    *,
+    now: dt.datetime,
 ) -> Answer:
     """A subflow's new state, copied onto the task run that stands for it in the parent
     flow (Prefect's ``UpdateSubflowParentTask``): same type, name, message, data and
@@ -146,7 +147,7 @@ async def mirror_subflow_state(
         data=flow_state.get("data"),
         state_details=StateDetails.model_validate(details),
     )
-    return await set_task_run_state(conn, parent_task_run_id, proposed, force=True)
+    return await set_task_run_state(conn, parent_task_run_id, proposed, force=True, now=now)
 
 
 async def first_state(

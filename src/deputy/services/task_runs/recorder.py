@@ -22,7 +22,7 @@ from deputy.db.dialect import insert_on_conflict, insert_unless_exists
 from deputy.orchestration.states import default_name
 from deputy.schemas.core import DateTime, KeyValueLabels, StateDetails, StateType
 from deputy.schemas.task_runs import TaskInputs, TaskRunPolicy, check_cache_key
-from deputy.services.common import json_time, now
+from deputy.services.common import json_time
 from deputy.services.names import generate_run_name
 from deputy.services.task_runs.rows import dump_inputs
 
@@ -135,7 +135,9 @@ def _object_id(resource: dict[str, str], kind: str) -> uuid.UUID:
     return uuid.UUID(resource_id[len(kind) + 1 :])
 
 
-def _parse_event(raw: dict[str, Any]) -> tuple[_EventTaskRun, dict[str, Any], dict[str, Any]]:
+def _parse_event(
+    raw: dict[str, Any], *, now: dt.datetime
+) -> tuple[_EventTaskRun, dict[str, Any], dict[str, Any]]:
     """The event's task run, its run columns and its state row (Prefect's
     ``task_run_from_event``). Raises ValueError (or ValidationError) for a malformed event."""
     event = _Event.model_validate(raw)
@@ -152,7 +154,7 @@ def _parse_event(raw: dict[str, Any]) -> tuple[_EventTaskRun, dict[str, Any], di
     task_run = _EventTaskRun.model_validate(task_run_payload)
     details = state.state_details.model_dump(mode="json")
     if state.type == StateType.SCHEDULED and not details.get("scheduled_time"):
-        details["scheduled_time"] = json_time(now())  # Prefect's State defaults it
+        details["scheduled_time"] = json_time(now)  # Prefect's State defaults it
     details["task_run_id"] = str(task_run_id)
     details["flow_run_id"] = str(flow_run_id) if flow_run_id is not None else None
     name = state.name if state.name is not None else default_name(state.type)
@@ -178,7 +180,9 @@ def _parse_event(raw: dict[str, Any]) -> tuple[_EventTaskRun, dict[str, Any], di
     return task_run, columns, state_row
 
 
-async def record_task_run_event(conn: Connection, event: dict[str, Any]) -> None:
+async def record_task_run_event(
+    conn: Connection, event: dict[str, Any], *, now: dt.datetime
+) -> None:
     """Record one event as received on ``/events/in`` (ids and times as text or parsed), inside
     the caller's write transaction; it never commits.
 
@@ -199,13 +203,13 @@ async def record_task_run_event(conn: Connection, event: dict[str, Any]) -> None
     if not isinstance(resource, dict) or resource.get("prefect.orchestration") != "client":
         return
     try:
-        task_run, columns, state_row = _parse_event(event)
+        task_run, columns, state_row = _parse_event(event, now=now)
     except (ValueError, ValidationError) as error:
         logger.warning("Ignoring malformed task-run event %s: %s", event.get("id"), error)
         return
     try:
         async with conn.begin_nested():
-            await _upsert_task_run(conn, task_run, columns, state_row)
+            await _upsert_task_run(conn, task_run, columns, state_row, now=now)
     except IntegrityError:
         logger.warning(
             "Discarding task-run event %s: it conflicts with stored data", event.get("id")
@@ -217,6 +221,8 @@ async def _upsert_task_run(
     task_run: _EventTaskRun,
     columns: dict[str, Any],
     state_row: dict[str, Any],
+    *,
+    now: dt.datetime,
 ) -> None:
     """Insert or update the run (filed under the stored run's id when found by its natural
     key), then add the state unless an event with its id was recorded already."""
@@ -250,8 +256,7 @@ async def _upsert_task_run(
     else:
         target = "natural-key" if flow_run_id is not None else "id"
         canonical = task_run_id
-    timestamp = now()
-    row = {**columns, "created": timestamp, "updated": timestamp}
+    row = {**columns, "created": now, "updated": now}
     statement = _upsert_from_event(conn.dialect.name, target, tuple(sorted(row)))
     await conn.execute(statement, row)
     details = {**state_row["state_details"], "task_run_id": str(canonical)}
@@ -261,7 +266,7 @@ async def _upsert_task_run(
             **state_row,
             "task_run_id": canonical,
             "state_details": details,
-            "created": timestamp,
-            "updated": timestamp,
+            "created": now,
+            "updated": now,
         },
     )

@@ -9,7 +9,6 @@ from sqlalchemy import Select, bindparam, select
 
 from deputy.db import tables as t
 from deputy.schemas.task_runs import TaskInputs, task_run_to_wire
-from deputy.services.common import now
 
 _run = t.task_run.c
 _state = t.task_run_state.c
@@ -57,9 +56,9 @@ def state_of(mapping: Any) -> dict[str, Any] | None:
     return {name: mapping[f"state__{name}"] for name in STATE_FIELDS}
 
 
-def row_to_wire(row: Any, moment: dt.datetime | None = None) -> dict[str, Any]:
+def row_to_wire(row: Any, now: dt.datetime) -> dict[str, Any]:
     mapping = row._mapping
-    return task_run_to_wire(mapping, state_of(mapping), moment or now())
+    return task_run_to_wire(mapping, state_of(mapping), now)
 
 
 def dump_inputs(inputs: TaskInputs) -> dict[str, Any]:

@@ -48,9 +48,9 @@ from deputy.db.wire.rows import WireSelect
 from deputy.errors import ObjectNotFound
 from deputy.schemas.core import StateType
 from deputy.schemas.filters import FlowRunFilter, FlowRunSort, RelatedFilters, WorkQueueFilter
+from deputy.schemas.flow_runs import core_flow_run_to_wire
 from deputy.schemas.work_pools import WorkQueueStatus
-from deputy.schemas.workers import DeploymentStatus, core_flow_run_to_wire
-from deputy.services.common import now
+from deputy.schemas.workers import DeploymentStatus
 from deputy.services.flow_runs.read import FLOW_RUN_ROWS, filter_flow_runs, wire_runs
 from deputy.services.work_pools import poll_queries
 from deputy.services.work_pools.pools import SLOT_STATES, pool_not_found
@@ -95,7 +95,7 @@ async def get_scheduled_flow_runs(
     scheduled_before: dt.datetime | None,
     scheduled_after: dt.datetime | None,
     limit: int,
-    timestamp: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> list[WireRun]:
     """``POST /work_pools/{name}/get_scheduled_flow_runs``, as WorkerFlowRunResponse wire
     values (on SQLite, JSON the query rendered).
@@ -104,10 +104,9 @@ async def get_scheduled_flow_runs(
     pool or a polled queue has a concurrency limit; the runs; and, only when a queue's poll
     mark is due, one UPDATE of the queues and one of their deployments.
     """
-    timestamp = timestamp or now()
     poll = await _read_pool_and_queues(conn, pool_name, queue_names)
-    results = await _scheduled_runs(conn, poll, scheduled_before, scheduled_after, limit, timestamp)
-    await _mark_queues_polled(conn, poll.queues, timestamp)
+    results = await _scheduled_runs(conn, poll, scheduled_before, scheduled_after, limit, now)
+    await _mark_queues_polled(conn, poll.queues, now)
     return results
 
 
@@ -253,6 +252,7 @@ async def read_work_queue_runs(
     scheduled_before: dt.datetime | None,
     limit: int,
     mark_polled: bool,
+    now: dt.datetime,
 ) -> list[WireRun]:
     """``POST /work_queues/{id}/get_runs`` (``prefect work-queue preview`` and ``read-runs``):
     the queue's SCHEDULED runs, earliest first, no more than its free concurrency slots, as
@@ -266,7 +266,7 @@ async def read_work_queue_runs(
     if queue is None:
         raise ObjectNotFound(f"Work queue with id {queue_id} not found.")
     if mark_polled:
-        await _mark_queues_polled(conn, [queue], now())
+        await _mark_queues_polled(conn, [queue], now)
     if queue.is_paused:
         return []
     scheduled = {
@@ -295,7 +295,12 @@ async def read_work_queue_runs(
         taken = int((await conn.execute(occupying)).scalar_one())
         limit = min(limit, max(queue.concurrency_limit - taken, 0))
     return await filter_flow_runs(
-        conn, runs_of_queue, sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, offset=0, limit=limit
+        conn,
+        runs_of_queue,
+        sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+        offset=0,
+        limit=limit,
+        now=now,
     )
 
 
@@ -308,12 +313,12 @@ async def get_scheduled_flow_runs_for_deployments(
     *,
     scheduled_before: dt.datetime | None,
     limit: int,
+    now: dt.datetime,
 ) -> list[WireRun]:
     """``POST /deployments/get_scheduled_flow_runs``: SCHEDULED runs (AwaitingRetry included,
     as Prefect) of existing deployments among ``deployment_ids``, earliest first, as
     FlowRunResponse wire values; then the deployments that need it are marked READY and polled.
     Two statements."""
-    timestamp = now()
     known = select(_deployment.id).where(_deployment.id.in_(deployment_ids))
     conditions = [_run.deployment_id.in_(known), _run.state_type == StateType.SCHEDULED.value]
     if scheduled_before is not None:
@@ -325,14 +330,14 @@ async def get_scheduled_flow_runs_for_deployments(
             .limit(limit)
         )
     )
-    results = await wire_runs(conn, runs, timestamp=timestamp)
+    results = await wire_runs(conn, runs, now=now)
     if deployment_ids:
         await conn.execute(
             _MARK_DEPLOYMENTS,
             {
                 "deployment_ids": deployment_ids,
-                "polled": timestamp,
-                "stale_before": timestamp - POLL_WRITE_INTERVAL,
+                "polled": now,
+                "stale_before": now - POLL_WRITE_INTERVAL,
             },
         )
     return results

@@ -38,7 +38,6 @@ from deputy.schemas.work_pools import (
     WorkQueueStatus,
 )
 from deputy.schemas.workers import WorkerStatus
-from deputy.services.common import now
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -90,18 +89,18 @@ async def read_work_pool_by_name(conn: Connection, name: str) -> Row[Any]:
     return row
 
 
-async def create_work_pool(conn: Connection, body: WorkPoolCreate) -> Row[Any]:
+async def create_work_pool(conn: Connection, body: WorkPoolCreate, *, now: dt.datetime) -> Row[Any]:
     """Create a pool and its default queue; 403 for reserved names, 409 for duplicates."""
     if _is_reserved(body.name):
         raise Forbidden(RESERVED_POOL)
     await validate_job_variable_defaults(conn, body.base_job_template)
-    row = await _insert_pool(conn, body)
+    row = await _insert_pool(conn, body, now=now)
     if row is None:
         raise Conflict(POOL_EXISTS)
     return row
 
 
-async def get_or_create_default_agent_pool(conn: Connection) -> Row[Any]:
+async def get_or_create_default_agent_pool(conn: Connection, *, now: dt.datetime) -> Row[Any]:
     """The legacy ``default-agent-pool`` (type ``prefect-agent``), created when missing.
 
     Race-safe: a concurrent creator wins the insert and this call reads its row.
@@ -111,23 +110,24 @@ async def get_or_create_default_agent_pool(conn: Connection) -> Row[Any]:
     if row is not None:
         return row
     body = WorkPoolCreate(name=DEFAULT_AGENT_POOL_NAME, type=AGENT_POOL_TYPE)
-    created = await _insert_pool(conn, body)
+    created = await _insert_pool(conn, body, now=now)
     if created is not None:
         return created
     return (await conn.execute(query)).one()
 
 
-async def _insert_pool(conn: Connection, body: WorkPoolCreate) -> Row[Any] | None:
+async def _insert_pool(
+    conn: Connection, body: WorkPoolCreate, *, now: dt.datetime
+) -> Row[Any] | None:
     """Insert the pool row, then its default queue; ``None`` if the name was taken."""
-    timestamp = now()
     if body.type == AGENT_POOL_TYPE:
         status = WorkPoolStatus.NOT_READY  # never reported: agent pools answer null
     else:
         status = WorkPoolStatus.PAUSED if body.is_paused else WorkPoolStatus.NOT_READY
     values = {
         "id": uuid.uuid4(),
-        "created": timestamp,
-        "updated": timestamp,
+        "created": now,
+        "updated": now,
         "name": body.name,
         "description": body.description,
         "type": body.type,
@@ -152,7 +152,7 @@ async def _insert_pool(conn: Connection, body: WorkPoolCreate) -> Row[Any] | Non
         name=DEFAULT_QUEUE_NAME,
         description=DEFAULT_QUEUE_DESCRIPTION,
         priority=1,
-        timestamp=timestamp,
+        now=now,
     )
     result = await conn.execute(
         update(t.work_pool)
@@ -173,17 +173,16 @@ async def insert_queue(
     is_paused: bool = False,
     concurrency_limit: int | None = None,
     queue_filter: dict[str, Any] | None = None,
-    timestamp: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> Row[Any]:
     """Insert a queue row, NOT_READY: a pool's default queue here, the others in
     :mod:`deputy.services.work_pools.queues` (which builds on this module)."""
-    timestamp = timestamp or now()
     insert = (
         t.work_queue.insert()
         .values(
             id=uuid.uuid4(),
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             name=name,
             description=description,
             is_paused=is_paused,
@@ -198,13 +197,14 @@ async def insert_queue(
     return (await conn.execute(insert)).one()
 
 
-async def update_work_pool(conn: Connection, name: str, body: WorkPoolUpdate) -> None:
+async def update_work_pool(
+    conn: Connection, name: str, body: WorkPoolUpdate, *, now: dt.datetime
+) -> None:
     """Apply the fields sent; pausing and unpausing move ``status`` as Prefect does."""
     values = body.model_dump(exclude_unset=True, mode="json")
     if _is_reserved(name) and set(values) - _RESERVED_POOL_UPDATABLE:
         raise Forbidden(RESERVED_POOL_UPDATE)
     pool = await read_work_pool_by_name(conn, name)
-    timestamp = now()
     if pool.type != AGENT_POOL_TYPE and "is_paused" in values:
         if values["is_paused"]:
             values["status"] = WorkPoolStatus.PAUSED.value
@@ -213,10 +213,8 @@ async def update_work_pool(conn: Connection, name: str, body: WorkPoolUpdate) ->
             values["status"] = (WorkPoolStatus.READY if ready else WorkPoolStatus.NOT_READY).value
     if "status" in values:
         values["last_status_event_id"] = uuid.uuid4()
-        values["last_transitioned_status_at"] = timestamp
-    await conn.execute(
-        update(t.work_pool).where(_pool.id == pool.id).values(**values, updated=timestamp)
-    )
+        values["last_transitioned_status_at"] = now
+    await conn.execute(update(t.work_pool).where(_pool.id == pool.id).values(**values, updated=now))
 
 
 async def has_online_worker(conn: Connection, work_pool_id: uuid.UUID) -> bool:

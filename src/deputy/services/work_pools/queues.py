@@ -33,7 +33,6 @@ from deputy.schemas.work_pools import (
     WorkQueueUpdate,
     work_queue_status_to_wire,
 )
-from deputy.services.common import now
 from deputy.services.work_pools.pools import (
     DEFAULT_AGENT_POOL_NAME,
     DEFAULT_QUEUE_NAME,
@@ -75,7 +74,7 @@ async def read_work_queue_in_pool(
 
 
 async def get_or_create_work_queue(
-    conn: Connection, work_pool_id: uuid.UUID, name: str
+    conn: Connection, work_pool_id: uuid.UUID, name: str, *, now: dt.datetime
 ) -> Row[Any]:
     """The pool's queue called ``name``, created unpaused at the first free priority.
 
@@ -85,13 +84,12 @@ async def get_or_create_work_queue(
     if existing is not None:
         return existing
     priority = await _first_free_priority(conn, work_pool_id)
-    timestamp = now()
     insert = (
         insert_on_conflict(conn.dialect.name, t.work_queue)
         .values(
             id=uuid.uuid4(),
-            created=timestamp,
-            updated=timestamp,
+            created=now,
+            updated=now,
             name=name,
             description="",
             is_paused=False,
@@ -110,28 +108,37 @@ async def get_or_create_work_queue(
     return found
 
 
-async def create_work_queue(conn: Connection, pool_name: str, body: WorkQueueCreate) -> Row[Any]:
+async def create_work_queue(
+    conn: Connection, pool_name: str, body: WorkQueueCreate, *, now: dt.datetime
+) -> Row[Any]:
     """``POST /work_pools/{pool}/queues``: 404 for an unknown pool, 409 for a duplicate."""
     pool = await read_work_pool_by_name(conn, pool_name)
-    return await _create_queue_in(conn, pool, body, exists_message=QUEUE_EXISTS)
+    return await _create_queue_in(conn, pool, body, exists_message=QUEUE_EXISTS, now=now)
 
 
-async def create_legacy_work_queue(conn: Connection, body: WorkQueueCreate) -> Row[Any]:
+async def create_legacy_work_queue(
+    conn: Connection, body: WorkQueueCreate, *, now: dt.datetime
+) -> Row[Any]:
     """``POST /work_queues/``: a queue in ``default-agent-pool``, created with the pool if
     need be (asking for ``default`` then answers the pool's new default queue, as Prefect)."""
     existing = (
         await conn.execute(select(t.work_pool).where(_pool.name == DEFAULT_AGENT_POOL_NAME))
     ).first()
-    pool = existing or await get_or_create_default_agent_pool(conn)
+    pool = existing or await get_or_create_default_agent_pool(conn, now=now)
     if existing is None and body.name == DEFAULT_QUEUE_NAME:
         return (
             await conn.execute(select(t.work_queue).where(_queue.id == pool.default_queue_id))
         ).one()
-    return await _create_queue_in(conn, pool, body, exists_message=LEGACY_QUEUE_EXISTS)
+    return await _create_queue_in(conn, pool, body, exists_message=LEGACY_QUEUE_EXISTS, now=now)
 
 
 async def _create_queue_in(
-    conn: Connection, pool: Row[Any], body: WorkQueueCreate, *, exists_message: str
+    conn: Connection,
+    pool: Row[Any],
+    body: WorkQueueCreate,
+    *,
+    exists_message: str,
+    now: dt.datetime,
 ) -> Row[Any]:
     if body.priority is None:
         priority = await _first_free_priority(conn, pool.id)
@@ -147,12 +154,13 @@ async def _create_queue_in(
             is_paused=body.is_paused,
             concurrency_limit=body.concurrency_limit,
             queue_filter=None if body.filter is None else body.filter.model_dump(mode="json"),
+            now=now,
         )
     except IntegrityError:
         # As Prefect: any integrity failure is this, even one that is not about the name.
         raise Conflict(exists_message) from None
     if body.priority is not None:
-        await _apply_priorities(conn, pool.id, {row.id: body.priority})
+        await _apply_priorities(conn, pool.id, {row.id: body.priority}, now=now)
         row = (await conn.execute(select(t.work_queue).where(_queue.id == row.id))).one()
     return row
 
@@ -171,24 +179,26 @@ async def read_work_queue(conn: Connection, pool_name: str, name: str) -> Row[An
 
 
 async def update_work_queue(
-    conn: Connection, pool_name: str, name: str, body: WorkQueueUpdate
+    conn: Connection, pool_name: str, name: str, body: WorkQueueUpdate, *, now: dt.datetime
 ) -> None:
     """``PATCH /work_pools/{pool}/queues/{name}``."""
     await read_work_pool_by_name(conn, pool_name)
-    await _update_queue(conn, await read_work_queue(conn, pool_name, name), body)
+    await _update_queue(conn, await read_work_queue(conn, pool_name, name), body, now=now)
 
 
 async def update_work_queue_by_id(
-    conn: Connection, queue_id: uuid.UUID, body: WorkQueueUpdate
+    conn: Connection, queue_id: uuid.UUID, body: WorkQueueUpdate, *, now: dt.datetime
 ) -> None:
     """``PATCH /work_queues/{id}`` (what ``prefect work-queue pause`` and friends send)."""
     queue = (await conn.execute(select(t.work_queue).where(_queue.id == queue_id))).first()
     if queue is None:
         raise NotFound(f"Work Queue {queue_id} not found")
-    await _update_queue(conn, queue, body)
+    await _update_queue(conn, queue, body, now=now)
 
 
-async def _update_queue(conn: Connection, queue: Row[Any], body: WorkQueueUpdate) -> None:
+async def _update_queue(
+    conn: Connection, queue: Row[Any], body: WorkQueueUpdate, *, now: dt.datetime
+) -> None:
     """Apply the fields sent; pause state drives ``status``, priorities are re-spread."""
     values = body.model_dump(exclude_unset=True)
     if "filter" in values:
@@ -198,24 +208,30 @@ async def _update_queue(conn: Connection, queue: Row[Any], body: WorkQueueUpdate
             values["status"] = WorkQueueStatus.PAUSED.value
         if values["is_paused"] is False and queue.status == WorkQueueStatus.PAUSED:
             last_polled = values.get("last_polled", queue.last_polled)
-            recent = last_polled is not None and now() - last_polled <= LAST_POLLED_TIMEOUT
+            recent = last_polled is not None and now - last_polled <= LAST_POLLED_TIMEOUT
             values["status"] = (
                 WorkQueueStatus.READY if recent else WorkQueueStatus.NOT_READY
             ).value
     await conn.execute(
-        update(t.work_queue).where(_queue.id == queue.id).values(**values, updated=now())
+        update(t.work_queue).where(_queue.id == queue.id).values(**values, updated=now)
     )
     if values.get("priority") is not None:
-        await _apply_priorities(conn, queue.work_pool_id, {queue.id: values["priority"]})
+        await _apply_priorities(conn, queue.work_pool_id, {queue.id: values["priority"]}, now=now)
 
 
-async def delete_work_queue(conn: Connection, pool_name: str, name: str) -> None:
+async def delete_work_queue(
+    conn: Connection, pool_name: str, name: str, *, now: dt.datetime
+) -> None:
     """``DELETE /work_pools/{pool}/queues/{name}``."""
     pool = await read_work_pool_by_name(conn, pool_name)
-    await _delete_queue(conn, await read_work_queue(conn, pool_name, name), pool.default_queue_id)
+    await _delete_queue(
+        conn, await read_work_queue(conn, pool_name, name), pool.default_queue_id, now=now
+    )
 
 
-async def delete_work_queue_by_id(conn: Connection, queue_id: uuid.UUID) -> None:
+async def delete_work_queue_by_id(
+    conn: Connection, queue_id: uuid.UUID, *, now: dt.datetime
+) -> None:
     """``DELETE /work_queues/{id}`` (``prefect work-queue delete``)."""
     query = select(t.work_queue, _pool.default_queue_id).join(
         t.work_pool, _pool.id == _queue.work_pool_id
@@ -223,18 +239,22 @@ async def delete_work_queue_by_id(conn: Connection, queue_id: uuid.UUID) -> None
     queue = (await conn.execute(query.where(_queue.id == queue_id))).first()
     if queue is None:
         raise NotFound(WORK_QUEUE_NOT_FOUND)
-    await _delete_queue(conn, queue, queue.default_queue_id)
+    await _delete_queue(conn, queue, queue.default_queue_id, now=now)
 
 
-async def _delete_queue(conn: Connection, queue: Row[Any], default_queue_id: Any) -> None:
+async def _delete_queue(
+    conn: Connection, queue: Row[Any], default_queue_id: Any, *, now: dt.datetime
+) -> None:
     """Delete a queue; the pool's default queue is refused (409; Prefect answers 500)."""
     if queue.id == default_queue_id:
         raise Conflict(DEFAULT_QUEUE_UNDELETABLE)
     await conn.execute(delete(t.work_queue).where(_queue.id == queue.id))
-    await _apply_priorities(conn, queue.work_pool_id, {})
+    await _apply_priorities(conn, queue.work_pool_id, {}, now=now)
 
 
-async def read_work_queue_status(conn: Connection, queue_id: uuid.UUID) -> dict[str, Any]:
+async def read_work_queue_status(
+    conn: Connection, queue_id: uuid.UUID, *, now: dt.datetime
+) -> dict[str, Any]:
     """``GET /work_queues/{id}/status`` (``prefect work-queue inspect``): its late runs and
     when it was last polled, judged by Prefect's fixed health policy."""
     queue = (await conn.execute(select(_queue.last_polled).where(_queue.id == queue_id))).first()
@@ -242,7 +262,7 @@ async def read_work_queue_status(conn: Connection, queue_id: uuid.UUID) -> dict[
         raise ObjectNotFound(f"Work queue with id {queue_id} not found")
     late = select(func.count()).where(_run.work_queue_id == queue_id, _run.state_name == "Late")
     late_runs = int((await conn.execute(late)).scalar_one())
-    return work_queue_status_to_wire(late_runs, queue.last_polled, now())
+    return work_queue_status_to_wire(late_runs, queue.last_polled, now)
 
 
 async def filter_pool_queues(
@@ -372,7 +392,7 @@ def spread_priorities(
 
 
 async def _apply_priorities(
-    conn: Connection, work_pool_id: uuid.UUID, targets: dict[uuid.UUID, int]
+    conn: Connection, work_pool_id: uuid.UUID, targets: dict[uuid.UUID, int], *, now: dt.datetime
 ) -> None:
     """Write :func:`spread_priorities` for the pool, touching only the rows that change."""
     query = (
@@ -392,6 +412,6 @@ async def _apply_priorities(
     statement = (
         update(t.work_queue)
         .where(_queue.id == bindparam("queue_id"))
-        .values(priority=bindparam("new_priority"), updated=now())
+        .values(priority=bindparam("new_priority"), updated=now)
     )
     await conn.execute(statement, changes)

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from deputy.db import tables as t
 from deputy.errors import NotFound
 from deputy.schemas.work_pools import flow_run_slot_summary
-from deputy.services.common import now, pages
+from deputy.services.common import pages
 from deputy.services.work_pools.pools import SLOT_STATES
 from deputy.services.work_pools.queues import QUEUE_SLOT_STATES
 
@@ -42,7 +42,13 @@ _SUMMARY_COLUMNS = (
 
 
 async def work_pool_slots(
-    conn: Connection, pool_name: str, *, page: int, limit: int, flow_run_limit: int
+    conn: Connection,
+    pool_name: str,
+    *,
+    page: int,
+    limit: int,
+    flow_run_limit: int,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     """A page of the pool's queues (highest priority first), each with its slot holders (at
     most ``flow_run_limit``), and the pool's totals. Five statements."""
@@ -51,14 +57,11 @@ async def work_pool_slots(
     queue_count = await _count_queues(conn, pool.id)
     taken = await _slots_taken(conn, pool.id)
     holders = await _slot_holders(conn, pool.id, [q.id for q in queues])
-    timestamp = now()
     return {
         "active_slots": sum(taken.values()),
         "concurrency_limit": pool.concurrency_limit,
         "queues": [
-            _queue_slots(
-                queue, taken.get(queue.id, 0), holders[queue.id][:flow_run_limit], timestamp
-            )
+            _queue_slots(queue, taken.get(queue.id, 0), holders[queue.id][:flow_run_limit], now)
             for queue in queues
         ],
         **_page_fields(queue_count, limit, page),
@@ -141,7 +144,7 @@ def _page_fields(count: int, limit: int, page: int) -> dict[str, int]:
 
 
 async def work_queue_slots(
-    conn: Connection, queue_id: uuid.UUID, *, page: int, limit: int
+    conn: Connection, queue_id: uuid.UUID, *, page: int, limit: int, now: dt.datetime
 ) -> dict[str, Any]:
     """A page of the queue's slot holders, oldest id first, and their total."""
     queue = (
@@ -162,11 +165,10 @@ async def work_queue_slots(
             .limit(limit)
         )
     ).all()
-    timestamp = now()
     return {
         "active_slots": total,
         "concurrency_limit": queue.concurrency_limit,
-        "flow_runs": [flow_run_slot_summary(run, timestamp) for run in holders],
+        "flow_runs": [flow_run_slot_summary(run, now) for run in holders],
         **_page_fields(total, limit, page),
     }
 

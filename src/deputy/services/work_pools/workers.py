@@ -40,7 +40,6 @@ from deputy.errors import NotFound
 from deputy.schemas.filters import Operator
 from deputy.schemas.work_pools import WorkPoolStatus, WorkQueueStatus
 from deputy.schemas.workers import DeploymentStatus, WorkerFilter, WorkerStatus
-from deputy.services.common import now
 from deputy.services.work_pools.pools import pool_not_found
 from deputy.services.work_pools.queues import LAST_POLLED_TIMEOUT
 
@@ -83,21 +82,22 @@ async def worker_heartbeat(
     pool_name: str,
     name: str,
     heartbeat_interval_seconds: int | None,
+    *,
+    now: dt.datetime,
 ) -> None:
     """Upsert the worker as ONLINE; a NOT_READY pool turns READY. Two statements, three when
     the pool changes status."""
     pool = await _pool_by_name(conn, pool_name)
-    timestamp = now()
     changing: dict[str, Any] = {
-        "last_heartbeat_time": timestamp,
+        "last_heartbeat_time": now,
         "status": WorkerStatus.ONLINE.value,
     }
     if heartbeat_interval_seconds is not None:
         changing["heartbeat_interval_seconds"] = heartbeat_interval_seconds
     insert = insert_on_conflict(conn.dialect.name, t.worker).values(
         id=uuid.uuid4(),
-        created=timestamp,
-        updated=timestamp,
+        created=now,
+        updated=now,
         name=name,
         work_pool_id=pool.id,
         **changing,
@@ -109,7 +109,7 @@ async def worker_heartbeat(
         await conn.execute(
             update(t.work_pool)
             .where(_pool.id == pool.id, _pool.status == WorkPoolStatus.NOT_READY.value)
-            .values(**_pool_status_values(WorkPoolStatus.READY, timestamp))
+            .values(**_pool_status_values(WorkPoolStatus.READY, now))
         )
 
 
