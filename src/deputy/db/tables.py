@@ -11,6 +11,7 @@ import uuid
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKey,
@@ -47,6 +48,15 @@ def _base_columns(*, index_updated: bool = True) -> list[Column[object]]:
         Column("created", Timestamp, nullable=False),
         Column("updated", Timestamp, nullable=False, index=index_updated),
     ]
+
+
+def _owner(
+    name: str, table: str, *, index: bool = True, constraint: str | None = None
+) -> Column[object]:
+    """A required reference to the row this one belongs to, deleted with it. ``constraint``
+    names the foreign key where the conventional name is over PostgreSQL's 63 characters."""
+    key = ForeignKey(f"{table}.id", ondelete="CASCADE", name=constraint)
+    return Column(name, Uuid, key, nullable=False, index=index)
 
 
 flow = Table(
@@ -109,15 +119,92 @@ variable = Table(
     Column("tags", json_type(), nullable=False, server_default="[]"),
 )
 
+block_type = Table(
+    "block_type",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("slug", String, nullable=False, unique=True),
+    Column("logo_url", String),
+    Column("documentation_url", String),
+    Column("description", String),
+    Column("code_example", String),
+    # System types (secret, webhook, local-file-system): the API may not change or delete them.
+    Column("is_protected", Boolean, nullable=False, server_default=text("false")),
+)
+
+block_schema = Table(
+    "block_schema",
+    metadata,
+    *_base_columns(),
+    Column("checksum", String, nullable=False),
+    Column("fields", json_type(), nullable=False, server_default="{}"),
+    Column("capabilities", json_type(), nullable=False, server_default="[]"),
+    Column("version", String, nullable=False, server_default="non-versioned"),
+    _owner("block_type_id", "block_type"),
+    # Saving the same schema twice answers the first: decided by this constraint.
+    UniqueConstraint("checksum", "version"),
+    Index(None, "created"),
+)
+
+#: A schema's fields that are blocks themselves, by field name.
+block_schema_reference = Table(
+    "block_schema_reference",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    _owner(
+        "parent_block_schema_id", "block_schema", constraint="fk_block_schema_reference__parent"
+    ),
+    _owner(
+        "reference_block_schema_id",
+        "block_schema",
+        constraint="fk_block_schema_reference__reference",
+    ),
+)
+
 block_document = Table(
     "block_document",
     metadata,
     *_base_columns(),
+    Column("name", String, nullable=False, index=True),
+    _owner("block_type_id", "block_type", index=False),
+    _owner("block_schema_id", "block_schema"),
+    Column("is_anonymous", Boolean, nullable=False, server_default=text("false"), index=True),
+    # The document's data (references taken out), as a Fernet token: see services/blocks/crypto.py.
+    Column("encrypted_data", Text, nullable=False),
+    Column("block_type_name", String),
+    UniqueConstraint("block_type_id", "name"),
+)
+
+#: A document's fields that hold other documents (``parent.data[name]`` is ``reference``).
+block_document_reference = Table(
+    "block_document_reference",
+    metadata,
+    *_base_columns(),
     Column("name", String, nullable=False),
-    Column("data", json_type(), nullable=False, server_default="{}"),
-    Column("block_type_id", Uuid),
-    Column("block_schema_id", Uuid),
-    Column("is_anonymous", Boolean, nullable=False, server_default=text("false")),
+    _owner(
+        "parent_block_document_id",
+        "block_document",
+        constraint="fk_block_document_reference__parent",
+    ),
+    _owner(
+        "reference_block_document_id",
+        "block_document",
+        constraint="fk_block_document_reference__reference",
+    ),
+    CheckConstraint(
+        "parent_block_document_id != reference_block_document_id", name="no_self_reference"
+    ),
+)
+
+#: Server-wide facts kept in the database, by key (e.g. the check of the encryption key).
+configuration = Table(
+    "configuration",
+    metadata,
+    *_base_columns(),
+    Column("key", String, nullable=False, unique=True),
+    Column("value", json_type(), nullable=False),
 )
 
 concurrency_limit_v2 = Table(

@@ -1,0 +1,2 @@
+"""Pure block logic (no database): secret fields and their obfuscation, references in data,
+encryption of stored data."""
