@@ -19,7 +19,7 @@ help: ## Show this help
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]' -c constraints.txt
+	$(BIN)/pip install --quiet -e '.[dev,postgres,ui]' -c constraints.txt
 	$(COMPILE)
 	touch $(STAMP)
 

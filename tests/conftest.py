@@ -21,6 +21,11 @@ from deputy.db.engine import Database
 from deputy.services.common import Clock, now
 from deputy.settings import Settings
 
+# Prefect's block catalog (the ``ui`` extra) is registered only where a test turns it on
+# (tests/catalog/, the catalog journeys): elsewhere it would put Prefect's 54 block types in
+# every fresh database, in the apps and in the server processes the tests start.
+os.environ.setdefault("DEPUTY_BLOCK_CATALOG", "false")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import httpx
 
+from deputy.db import tables as t
+from deputy.db.engine import Database
 from deputy.services.events.bus import bus
 
 
@@ -98,3 +101,49 @@ async def read_events(
     assert response.status_code == 200, response.text
     page: dict[str, Any] = response.json()
     return page
+
+
+# --- block types and schemas, written straight to the database ------------------------------
+
+
+async def insert_block_type(database: Database, **fields: Any) -> dict[str, Any]:
+    """A ``block_type`` row (no route involved); returns its values."""
+    now = dt.datetime.now(dt.UTC)
+    slug = unique("type")
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "created": now,
+        "updated": now,
+        "name": slug.replace("-", " ").title(),
+        "slug": slug,
+        "logo_url": None,
+        "documentation_url": None,
+        "description": None,
+        "code_example": None,
+        "is_protected": False,
+        **fields,
+    }
+    async with database.write() as conn:
+        await conn.execute(t.block_type.insert().values(**values))
+    return values
+
+
+async def insert_block_schema(
+    database: Database, block_type_id: uuid.UUID, **fields: Any
+) -> dict[str, Any]:
+    """A ``block_schema`` row of the type (no route involved); returns its values."""
+    now = dt.datetime.now(dt.UTC)
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "created": now,
+        "updated": now,
+        "checksum": f"sha256:{uuid.uuid4().hex}",
+        "fields": {"title": "Block", "type": "object", "properties": {}, "secret_fields": []},
+        "capabilities": [],
+        "version": "non-versioned",
+        "block_type_id": block_type_id,
+        **fields,
+    }
+    async with database.write() as conn:
+        await conn.execute(t.block_schema.insert().values(**values))
+    return values

@@ -12,15 +12,26 @@ from sqlalchemy.exc import DBAPIError
 
 from deputy import __version__
 from deputy.api import ROUTERS
+from deputy.api.deps import CipherSlot
 from deputy.api.fast_path import CreateFlowRunFastPath
 from deputy.api.middleware import PrefectHeadersMiddleware
 from deputy.api.responses import JSONResponse
 from deputy.api.validation import request_validation_handler
+from deputy.blocks.crypto import (
+    KEY_FILE_NAME,
+    Cipher,
+    InvalidKey,
+    KeySource,
+    read_or_create_key_file,
+)
+from deputy.catalog.cache import CatalogSource
 from deputy.db import migrate
 from deputy.db.engine import Database
 from deputy.db.errors import Fault, classify, connection_error_classes
 from deputy.errors import DeputyError, ServiceUnavailable, Unprocessable, integrity_conflict
 from deputy.services import background, common
+from deputy.services.blocks import catalog as block_catalog
+from deputy.services.blocks.encryption import EncryptionKeyError, open_cipher, read_cipher
 from deputy.services.common import Clock
 from deputy.services.events.bus import bus
 from deputy.services.task_runs.recorder import record_task_run_event
@@ -44,11 +55,14 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
             await migrate.upgrade(database)
+        await api.state.cipher.get()  # refuses to start with a key that is not the database's
         bus.start(database, recorders=EVENT_RECORDERS, clock=clock)
         tasks = background.start(settings, database, clock)
+        catalog_task = block_catalog.start(api.state.catalog, database, clock)
         try:
             yield
         finally:
+            await block_catalog.stop(catalog_task, api.state.catalog)
             await background.stop(tasks)
             await bus.stop()  # writes the events still queued
             await database.dispose()
@@ -57,6 +71,7 @@ def create_app(
     root = FastAPI(title="deputy", version=__version__, lifespan=lifespan, openapi_url=None)
     root.state.settings = settings
     root.state.database = database
+    root.state.cipher = api.state.cipher
     root.mount("/api", api)
     return root
 
@@ -80,6 +95,10 @@ def create_api_app(
     api.state.settings = settings
     api.state.database = database
     api.state.clock = clock
+    api.state.cipher = CipherSlot(lambda: open_block_cipher(settings, database, clock))
+    api.state.catalog = CatalogSource(
+        home=settings.home, folder=settings.prefect_path, block_catalog=settings.block_catalog
+    )
     for router in ROUTERS:
         api.include_router(router)
     # Added first, so it runs after the header checks (Starlette runs the last added first).
@@ -87,6 +106,53 @@ def create_api_app(
     api.add_middleware(PrefectHeadersMiddleware)
     _add_error_handlers(api, database)
     return api
+
+
+async def open_block_cipher(settings: Settings, database: Database, clock: Clock) -> Cipher:
+    """The key block documents are encrypted with, checked against the database (which is
+    written only on the first start)."""
+    try:
+        source = block_key_source(settings, database)
+        async with database.read() as conn:
+            cipher = await read_cipher(conn, source)
+        if cipher is not None:
+            return cipher
+        async with database.write() as conn:
+            return await open_cipher(conn, source, now=clock())
+    except EncryptionKeyError as error:
+        logger.error("%s", error)
+        raise
+
+
+def block_key_source(settings: Settings, database: Database) -> KeySource:
+    """Where the key comes from: the setting, else the key file on SQLite, else (PostgreSQL)
+    the database itself."""
+    secret = settings.encryption_key
+    configured = secret.get_secret_value().strip() if secret is not None else ""
+    if configured:
+        return KeySource(
+            configured,
+            "DEPUTY_ENCRYPTION_KEY",
+            "Set DEPUTY_ENCRYPTION_KEY to the key this database was first used with (every "
+            "replica needs the same one).",
+        )
+    if database.is_sqlite:
+        path = settings.home / KEY_FILE_NAME
+        try:
+            key = read_or_create_key_file(path)
+        except InvalidKey as error:
+            raise EncryptionKeyError(f"Unusable block encryption key: {error}.") from None
+        return KeySource(
+            key,
+            f"the key file {path}",
+            f"Put back the key file {path} this database was first used with, or set "
+            "DEPUTY_ENCRYPTION_KEY to that key.",
+        )
+    return KeySource(
+        None,
+        "the database",
+        "Set DEPUTY_ENCRYPTION_KEY to the key this database's block documents were encrypted with.",
+    )
 
 
 def _add_error_handlers(api: FastAPI, database: Database) -> None:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 ENV_PREFIX = "DEPUTY_"
 
@@ -63,9 +63,19 @@ class Settings(BaseModel):
     scheduler_max_runs: int = 100
     scheduler_min_scheduled_time_seconds: float = 3600.0
     scheduler_max_scheduled_time_seconds: float = 100 * 86400.0
+    #: The Fernet key block documents are encrypted with. Unset: on SQLite the key file
+    #: ``<home>/encryption.key`` (made on first start), on PostgreSQL a key kept in the
+    #: database. Every replica needs the same key (``docs/blocks.md``).
+    encryption_key: SecretStr | None = None
     #: Connections kept open to PostgreSQL per server process.
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    #: Register the block types of Prefect's distribution (the ``ui`` extra) at start, as a
+    #: fresh Prefect server offers them (docs/blocks.md, "Installing the catalogs").
+    block_catalog: bool = True
+    #: A folder (site-packages) holding the Prefect distribution the catalogs are read from;
+    #: unset: the one installed beside deputy.
+    prefect_path: Path | None = None
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL in use: ``database_url`` or a SQLite file under ``home``."""

@@ -13,6 +13,7 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,11 +191,11 @@ def sleepy(seconds: float = 120) -> None:
 """
 
 
-@pytest.fixture(scope="module")
-def prefect(
-    tmp_path_factory: pytest.TempPathFactory, test_databases: DatabaseBackends
+@contextmanager
+def prefect_environment(
+    tmp_path_factory: pytest.TempPathFactory, test_databases: DatabaseBackends, **settings: str
 ) -> Iterator[PrefectEnv]:
-    """Prefect's environment against one deputy server on the suite's database backend."""
+    """A fresh deputy server (extra ``DEPUTY_*`` ``settings``) and Prefect's environment."""
     require_prefect()
     home = tmp_path_factory.mktemp("prefect-home")
     flows = tmp_path_factory.mktemp("flows")
@@ -202,7 +203,16 @@ def prefect(
     deputy_home = tmp_path_factory.mktemp("deputy")
     database_url = test_databases.fresh(deputy_home)
     try:
-        with deputy_server(deputy_home, database_url) as server:
+        with deputy_server(deputy_home, database_url, timeout=20.0, **settings) as server:
             yield PrefectEnv(server=server, home=home, flows=flows)
     finally:
         test_databases.drop(database_url)
+
+
+@pytest.fixture(scope="module")
+def prefect(
+    tmp_path_factory: pytest.TempPathFactory, test_databases: DatabaseBackends
+) -> Iterator[PrefectEnv]:
+    """Prefect's environment against one deputy server on the suite's database backend."""
+    with prefect_environment(tmp_path_factory, test_databases) as env:
+        yield env

@@ -7,18 +7,20 @@ one thread hop per dependency per request. The clock is no dependency: a route c
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Path, Request
 from pydantic import BeforeValidator
 from starlette.requests import HTTPConnection
 
+from deputy.blocks.crypto import Cipher
 from deputy.db.engine import Database
 from deputy.services.common import Clock
 from deputy.services.scheduler import Horizon
@@ -47,8 +49,31 @@ def request_now(connection: HTTPConnection) -> dt.datetime:
     return clock()
 
 
+class CipherSlot:
+    """The block documents' cipher, opened once: at start by the app's lifespan, or on first
+    use by an app built without it (as some tests build theirs)."""
+
+    def __init__(self, opener: Callable[[], Awaitable[Cipher]]) -> None:
+        self._opener = opener
+        self._cipher: Cipher | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Cipher:
+        if self._cipher is None:
+            async with self._lock:
+                if self._cipher is None:
+                    self._cipher = await self._opener()
+        return self._cipher
+
+
+async def get_cipher(request: Request) -> Cipher:
+    slot: CipherSlot = request.app.state.cipher
+    return await slot.get()
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 HorizonDep = Annotated[Horizon, Depends(get_horizon)]
+CipherDep = Annotated[Cipher, Depends(get_cipher)]
 
 #: A ``{id:uuid}`` path segment: a malformed id does not match the route (404, as Prefect).
 IdPath = Annotated[uuid.UUID, Path(alias="id")]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request, Response, status
 
-from deputy.api.deps import DatabaseDep, IdPath, request_now
+from deputy.api.deps import CipherDep, DatabaseDep, IdPath, request_now
 from deputy.api.responses import FastRouter, JSONResponse, json_response
 from deputy.schemas.flow_runs import FlowRunResponse
 from deputy.schemas.work_pools import (
@@ -75,11 +75,15 @@ WorkerName = Annotated[str, Path(alias="name", description="The work pool's work
 
 @router.post("/", response_model=WorkPoolResponse, status_code=status.HTTP_201_CREATED)
 async def create_work_pool(
-    request: Request, body: WorkPoolCreate, database: DatabaseDep, legacy: LegacyClient
+    request: Request,
+    body: WorkPoolCreate,
+    database: DatabaseDep,
+    legacy: LegacyClient,
+    cipher: CipherDep,
 ) -> JSONResponse:
     """Create a pool with its ``default`` queue."""
     async with database.write() as conn:
-        row = await work_pools.create_work_pool(conn, body, now=request_now(request))
+        row = await work_pools.create_work_pool(conn, body, cipher=cipher, now=request_now(request))
     return json_response(work_pool_to_wire(row, legacy_client=legacy), status_code=201)
 
 

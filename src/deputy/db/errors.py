@@ -95,7 +95,11 @@ def _is_unstorable_text(exc: DBAPIError) -> bool:
     JSONB (the JSON deputy writes is otherwise always valid); that is the client's input."""
     message = str(exc.orig).lower()
     return (
-        "0x00" in message or "\\u0000" in message or "invalid input syntax for type json" in message
+        "0x00" in message
+        or "\\u0000" in message
+        or "invalid input syntax for type json" in message
+        # A NUL escape inside JSONB (asyncpg's UntranslatableCharacterError).
+        or "unsupported unicode escape sequence" in message
     )
 
 

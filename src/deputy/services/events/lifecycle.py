@@ -1,7 +1,7 @@
 """The events Prefect's server emits when some objects are created, updated or deleted:
 ``prefect.flow.*``, ``prefect.variable.*``, ``prefect.concurrency-limit.*`` (global limits,
-tag limits included) and ``prefect.artifact-collection.*``, with Prefect's resources and
-payloads.
+tag limits included), ``prefect.artifact-collection.*`` and ``prefect.block-type.*``, with
+Prefect's resources and payloads.
 
 Like the flow-run events, they are queued on the event bus in the request that makes the
 change, and written with the next batch.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from deputy.schemas.blocks import block_type_to_wire
 from deputy.services.common import uuid7
 from deputy.services.events.bus import bus
 
@@ -30,6 +31,44 @@ def flow_changed(action: str, row: Any, *, now: dt.datetime) -> None:
 def variable_changed(action: str, row: Any, *, now: dt.datetime) -> None:
     payload = {"name": row.name, "value": row.value, "tags": list(row.tags or [])}
     _emit("variable", action, row.id, row.name, payload, now=now)
+
+
+#: Keys of a wire object that are the event's resource, not its payload.
+_ROW_KEYS = ("id", "created", "updated")
+
+
+def block_type_changed(action: str, row: Any, *, now: dt.datetime) -> None:
+    payload = {k: v for k, v in block_type_to_wire(row).items() if k not in _ROW_KEYS}
+    _emit("block-type", action, row.id, row.name, payload, now=now)
+
+
+def block_document_changed(
+    action: str, row: Any, *, data: dict[str, str], capabilities: list[Any], now: dt.datetime
+) -> None:
+    """``row``: the ``block_document`` row; ``data``: its top-level text values that are not
+    secret (as answered); ``capabilities``: its schema's."""
+    block_type: dict[str, str] = {
+        "prefect.resource.id": f"prefect.block-type.{row.block_type_id}",
+        "prefect.resource.role": "block-type",
+    }
+    if row.block_type_name:
+        block_type["prefect.resource.name"] = row.block_type_name
+    related = [
+        block_type,
+        {
+            "prefect.resource.id": f"prefect.block-schema.{row.block_schema_id}",
+            "prefect.resource.role": "block-schema",
+        },
+    ]
+    payload = {
+        "name": row.name,
+        "data": data,
+        "block_schema": {
+            "capabilities": list(capabilities),
+            "block_type": {"id": str(row.block_type_id), "name": row.block_type_name or ""},
+        },
+    }
+    _emit("block-document", action, row.id, row.name, payload, related, now=now)
 
 
 def global_limit_changed(action: str, row: Any, *, now: dt.datetime) -> None:

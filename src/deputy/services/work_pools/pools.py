@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, delete, exists, func, select, update
 
+from deputy.blocks.crypto import Cipher
 from deputy.db import tables as t
 from deputy.db.dialect import insert_on_conflict
 from deputy.db.filters.objects import work_pool_clause
@@ -38,6 +39,7 @@ from deputy.schemas.work_pools import (
     WorkQueueStatus,
 )
 from deputy.schemas.workers import WorkerStatus
+from deputy.services.blocks import documents as block_documents
 
 if TYPE_CHECKING:
     from deputy.db.connection import Connection
@@ -89,11 +91,14 @@ async def read_work_pool_by_name(conn: Connection, name: str) -> Row[Any]:
     return row
 
 
-async def create_work_pool(conn: Connection, body: WorkPoolCreate, *, now: dt.datetime) -> Row[Any]:
-    """Create a pool and its default queue; 403 for reserved names, 409 for duplicates."""
+async def create_work_pool(
+    conn: Connection, body: WorkPoolCreate, *, cipher: Cipher, now: dt.datetime
+) -> Row[Any]:
+    """Create a pool and its default queue; 403 for reserved names, 409 for duplicates.
+    ``cipher`` reads the block documents the template's defaults refer to."""
     if _is_reserved(body.name):
         raise Forbidden(RESERVED_POOL)
-    await validate_job_variable_defaults(conn, body.base_job_template)
+    await validate_job_variable_defaults(conn, body.base_job_template, cipher=cipher)
     row = await _insert_pool(conn, body, now=now)
     if row is None:
         raise Conflict(POOL_EXISTS)
@@ -268,13 +273,14 @@ async def pool_active_slots(conn: Connection, pools: Iterable[Row[Any]]) -> dict
 
 
 async def validate_job_variable_defaults(
-    conn: Connection, base_job_template: dict[str, Any]
+    conn: Connection, base_job_template: dict[str, Any], *, cipher: Cipher
 ) -> None:
     """Prefect's check of a new pool's template: a valid variables schema, valid defaults.
 
-    ``{"$ref": {"block_document_id": ...}}`` defaults are replaced by the block's data
-    (404 ``Block not found.`` when it does not exist). ``required`` is not enforced here:
-    deployments and runs may supply those values later.
+    ``{"$ref": {"block_document_id": ...}}`` defaults are replaced by the block's data as
+    Prefect reads it for this check (references resolved, secrets obfuscated; 404 ``Block
+    not found.`` when it does not exist). ``required`` is not enforced here: deployments and
+    runs may supply those values later.
     """
     variables = base_job_template.get("variables") if base_job_template else None
     if not variables:
@@ -282,7 +288,7 @@ async def validate_job_variable_defaults(
     meta = parameter_schema.compile_schema(variables, _META_CHECK_MODE)
     if meta.schema_error is not None:
         raise Unprocessable(f"Invalid schema: {meta.schema_error}")
-    defaults = await _resolved_defaults(conn, variables)
+    defaults = await _resolved_defaults(conn, variables, cipher)
     compiled = parameter_schema.compile_schema(variables, _DEFAULTS_MODE)
     if compiled.schema_error is not None:
         raise Unprocessable(f"Invalid schema: {compiled.schema_error}")
@@ -294,7 +300,7 @@ async def validate_job_variable_defaults(
         raise Unprocessable(JOB_VARIABLE_DEFAULTS_INVALID + message)
 
 
-async def _resolved_defaults(conn: Connection, variables: Any) -> dict[str, Any]:
+async def _resolved_defaults(conn: Connection, variables: Any, cipher: Cipher) -> dict[str, Any]:
     """Each variable's default, a ``{"$ref": {"block_document_id": ...}}`` one replaced by
     the block's data (one without a block id is skipped)."""
     properties = variables.get("properties", {}) if isinstance(variables, dict) else {}
@@ -308,19 +314,21 @@ async def _resolved_defaults(conn: Connection, variables: Any) -> dict[str, Any]
             block_id = reference.get("block_document_id") if isinstance(reference, dict) else None
             if block_id is None:
                 continue
-            defaults[key] = await _block_document_data(conn, block_id)
+            defaults[key] = await _block_document_data(conn, block_id, cipher)
         else:
             defaults[key] = default
     return defaults
 
 
-async def _block_document_data(conn: Connection, block_id: Any) -> Any:
+async def _block_document_data(conn: Connection, block_id: Any, cipher: Cipher) -> Any:
     try:
         parsed = block_id if isinstance(block_id, uuid.UUID) else uuid.UUID(str(block_id))
     except ValueError:
         raise NotFound(BLOCK_NOT_FOUND) from None
-    query = select(t.block_document.c.data).where(t.block_document.c.id == parsed)
-    row = (await conn.execute(query)).first()
-    if row is None:
+    # Prefect validates the defaults against the document as its API answers it by default.
+    data = await block_documents.read_block_document_data(
+        conn, parsed, cipher=cipher, include_secrets=False
+    )
+    if data is None:
         raise NotFound(BLOCK_NOT_FOUND)
-    return row.data
+    return data

@@ -11,6 +11,8 @@ it gains its type name and the foreign keys to its type and schema.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -31,7 +33,7 @@ def _base_columns() -> list[sa.Column[object]]:
     ]
 
 
-def _json() -> sa.types.TypeEngine[object]:
+def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
