@@ -296,3 +296,86 @@ def test_two_replicas_scheduling_and_editing_at_once_make_one_run_per_slot(
     assert total >= 4 * 20
     assert repeated == 0
     assert "pass failed" not in logs, logs
+
+
+def test_two_replicas_saving_the_same_new_block_at_once_make_one_type_one_schema(
+    tmp_path: Path, database_url: str
+) -> None:
+    """As two workers starting together: the same new block type and schema saved through
+    both replicas at once, round after round. Every answer is a 2xx, one type and one schema
+    exist per round; the same document name is one 201 and one 409; a secret saved through
+    one replica reads back in clear through the other (the replicas share one key)."""
+    rounds = 12
+    with (
+        deputy_server(tmp_path, database_url) as first,
+        deputy_server(tmp_path, database_url) as second,
+    ):
+
+        async def race() -> tuple[list[int], list[int], list[int], list[str]]:
+            clients = [
+                httpx.AsyncClient(base_url=url, timeout=30) for url in (first.url, second.url)
+            ]
+            type_statuses: list[int] = []
+            schema_statuses: list[int] = []
+            document_statuses: list[int] = []
+            schema_ids: list[str] = []
+            try:
+                for round_ in range(rounds):
+                    slug = f"race-{round_}"
+                    answers = await asyncio.gather(
+                        *(
+                            c.post("/block_types/", json={"name": slug, "slug": slug})
+                            for c in clients
+                        )
+                    )
+                    type_statuses += [a.status_code for a in answers]
+                    type_id = answers[0].json()["id"]
+                    fields = {
+                        "title": slug,
+                        "type": "object",
+                        "properties": {"token": {"type": "string", "format": "password"}},
+                        "secret_fields": ["token"],
+                    }
+                    answers = await asyncio.gather(
+                        *(
+                            c.post(
+                                "/block_schemas/", json={"block_type_id": type_id, "fields": fields}
+                            )
+                            for c in clients
+                        )
+                    )
+                    schema_statuses += [a.status_code for a in answers]
+                    schema_ids += [a.json()["id"] for a in answers]
+                    document = {
+                        "name": "shared",
+                        "block_type_id": type_id,
+                        "block_schema_id": answers[0].json()["id"],
+                        "data": {"token": f"secret-{round_}"},
+                    }
+                    answers = await asyncio.gather(
+                        *(c.post("/block_documents/", json=document) for c in clients)
+                    )
+                    document_statuses += sorted(a.status_code for a in answers)
+                    created = next(a.json() for a in answers if a.status_code == 201)
+                    other = clients[1 - [a.status_code for a in answers].index(201)]
+                    read = await other.get(
+                        f"/block_documents/{created['id']}", params={"include_secrets": "true"}
+                    )
+                    assert read.json()["data"] == {"token": f"secret-{round_}"}
+            finally:
+                for client in clients:
+                    await client.aclose()
+            return type_statuses, schema_statuses, document_statuses, schema_ids
+
+        type_statuses, schema_statuses, document_statuses, schema_ids = asyncio.run(race())
+        with httpx.Client(base_url=first.url, timeout=30) as client:
+            types = client.post("/block_types/filter", json={}).json()
+            schemas = client.post("/block_schemas/filter", json={}).json()
+    assert set(type_statuses) <= {200, 201}
+    assert type_statuses.count(201) == rounds
+    assert set(schema_statuses) <= {200, 201}
+    assert schema_statuses.count(201) == rounds
+    assert document_statuses == [201, 409] * rounds
+    assert sorted(t["slug"] for t in types) == sorted(f"race-{r}" for r in range(rounds))
+    assert len(schemas) == rounds
+    assert len(set(schema_ids)) == rounds  # both answers of a round name the one schema

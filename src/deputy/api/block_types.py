@@ -27,10 +27,8 @@ router = FastRouter(prefix="/block_types", tags=["Block types"])
 async def create_block_type(
     request: Request, body: BlockTypeCreate, database: DatabaseDep
 ) -> JSONResponse:
-    """Create a block type: 403 for a name starting with "Prefect", 409 for a slug taken
-    (200 with the type when an identical one was created concurrently)."""
-    async with database.read() as conn:
-        await block_types.check_new_block_type(conn, body)
+    """Create a block type: 403 for a name starting with "Prefect", 409 for a slug taken by
+    another type, 200 with the type when an identical one holds the slug."""
     async with database.write() as conn:
         row, created = await block_types.create_block_type(conn, body, now=request_now(request))
     return json_response(block_type_to_wire(row), status_code=201 if created else 200)

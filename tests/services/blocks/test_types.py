@@ -32,8 +32,6 @@ def body(slug: str, **fields: Any) -> BlockTypeCreate:
 
 
 async def create(database: Database, slug: str, **fields: Any) -> Any:
-    async with database.read() as conn:
-        await block_types.check_new_block_type(conn, body(slug, **fields))
     async with database.write() as conn:
         row, created = await block_types.create_block_type(conn, body(slug, **fields), now=NOW)
     assert created
@@ -79,30 +77,17 @@ async def test_a_created_type_is_stored_as_prefect_stores_it(database: Database)
 @pytest.mark.parametrize("name", ["Prefect", "prefect thing", "PREFECTED", "Prefectly"])
 async def test_names_starting_with_prefect_are_reserved(database: Database, name: str) -> None:
     reserved = BlockTypeCreate(name=name, slug="reserved")
-    async with database.read() as conn:
-        with pytest.raises(Forbidden) as refused:
-            await block_types.check_new_block_type(conn, reserved)
-    assert refused.value.message == "Block type names beginning with 'Prefect' are reserved."
     async with database.write() as conn:
-        with pytest.raises(Forbidden):
+        with pytest.raises(Forbidden) as refused:
             await block_types.create_block_type(conn, reserved, now=NOW)
+    assert refused.value.message == "Block type names beginning with 'Prefect' are reserved."
     assert await count(database, t.block_type) == 0
 
 
-async def test_a_taken_slug_is_prefects_409_before_any_write(database: Database) -> None:
-    await create(database, "taken")
-    async with database.read() as conn:
-        with pytest.raises(Conflict) as refused:
-            await block_types.check_new_block_type(conn, body("taken", name="Another"))
-    assert refused.value.message == 'Block type with name "Another" already exists'
-
-
 async def test_a_slug_taken_meanwhile_by_the_same_type_answers_it(database: Database) -> None:
-    """Two replicas registering the same block: both passed the check, one inserts, the
-    other gets the winner back (created False), and one row exists."""
+    """Two replicas registering the same block: one inserts, the other gets the winner back
+    (created False), and one row exists."""
     same = body("raced", description="a < b")
-    async with database.read() as conn:
-        await block_types.check_new_block_type(conn, same)
     async with database.write() as conn:
         first, created_first = await block_types.create_block_type(conn, same, now=NOW)
     async with database.write() as conn:
@@ -122,9 +107,6 @@ async def test_a_slug_taken_meanwhile_by_another_type_is_a_409(database: Databas
 
 async def test_concurrent_creations_of_one_type_end_with_one_row(database: Database) -> None:
     same = body("together", logo_url="https://l")
-    for _ in range(2):
-        async with database.read() as conn:
-            await block_types.check_new_block_type(conn, same)
 
     async def write() -> tuple[Any, bool]:
         async with database.write() as conn:

@@ -1,11 +1,10 @@
 """Block types: create, read by id or slug, update, delete, filter; and the SQL of the block
 type and block schema filters, which other block services use too.
 
-A slug is unique, and the database's unique constraint decides a duplicate. Prefect answers a
-409 for a slug already taken; so does deputy, with one exception made for replicas: when the
-slug was free as the request began (:func:`check_new_block_type`) and an identical type took
-it meanwhile (two workers registering the same block at once), the request answers that type
-(200) instead of failing one of the two.
+A slug is unique, and the database's unique constraint decides a duplicate. Creating a type
+identical to the one holding its slug answers that type (200): the SDK reads a type by slug
+and creates it when it finds none, so two workers starting together both create it, and
+Prefect fails one of them with a 409. A different type under a taken slug is Prefect's 409.
 """
 
 from __future__ import annotations
@@ -110,14 +109,6 @@ def _refuse_reserved(name: str) -> None:
         raise Forbidden(RESERVED_NAME)
 
 
-async def check_new_block_type(conn: Connection, body: BlockTypeCreate) -> None:
-    """Refuse, before the write begins, what Prefect refuses: a name starting with "Prefect"
-    (403) and a slug already taken (409)."""
-    _refuse_reserved(body.name)
-    if await find_block_type_by_slug(conn, body.slug) is not None:
-        raise duplicate_slug(body.name)
-
-
 def new_block_type_values(body: BlockTypeCreate) -> dict[str, Any]:
     """The columns of a type created from ``body``, as Prefect stores them: URLs without
     surrounding blanks, description and code example HTML-escaped (``<`` as ``&lt;``)."""
@@ -135,9 +126,8 @@ def new_block_type_values(body: BlockTypeCreate) -> dict[str, Any]:
 async def create_block_type(
     conn: Connection, body: BlockTypeCreate, *, now: dt.datetime
 ) -> tuple[Any, bool]:
-    """Insert the type: ``(row, True)``. If its slug was taken since
-    :func:`check_new_block_type` ran, ``(that type, False)`` when it is the same type, else
-    Prefect's 409."""
+    """Insert the type: ``(row, True)``; when its slug is taken, ``(that type, False)`` if it
+    is the same type, else Prefect's 409. A name starting with "Prefect" is Prefect's 403."""
     _refuse_reserved(body.name)
     values = {"id": uuid.uuid4(), "created": now, "updated": now, **new_block_type_values(body)}
     statement = insert_unless_exists(conn.dialect.name, t.block_type, ("slug",))
