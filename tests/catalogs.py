@@ -22,9 +22,7 @@ import pytest
 
 from deputy.catalog.cache import CatalogSource
 from deputy.catalog.files import PrefectFiles, find_prefect
-
-REPO = Path(__file__).resolve().parents[1]
-PREFECT_VENV = Path(os.environ.get("DEPUTY_PREFECT_VENV", REPO / ".venv-prefect"))
+from prefect_venv import PREFECT_VENV
 
 
 def prefect_site_packages() -> Path:

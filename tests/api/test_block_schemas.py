@@ -14,7 +14,6 @@ import os
 import subprocess
 import textwrap
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,9 +23,8 @@ from sqlalchemy import func, select, update
 from databases import DatabaseBackends, counted_statements
 from deputy.db import tables as t
 from deputy.db.engine import Database
+from prefect_venv import PREFECT_PYTHON
 
-REPO = Path(__file__).resolve().parents[2]
-PREFECT_PYTHON = Path(os.environ.get("DEPUTY_PREFECT_VENV", REPO / ".venv-prefect")) / "bin/python"
 NOT_FOUND_404 = {"detail": "Block schema not found"}
 
 #: Built-in blocks (a secret, a webhook, a notification block, a file system) and custom

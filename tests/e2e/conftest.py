@@ -21,11 +21,8 @@ from typing import Any
 import pytest
 
 from databases import DatabaseBackends
+from prefect_venv import PREFECT_PYTHON, PREFECT_VENV, require_prefect
 from servers import RunningServer, deputy_server
-
-REPO = Path(__file__).resolve().parents[2]
-PREFECT_VENV = Path(os.environ.get("DEPUTY_PREFECT_VENV", REPO / ".venv-prefect"))
-PREFECT_PYTHON = PREFECT_VENV / "bin" / "python"
 
 #: Lines a Prefect process prints when something about the server is wrong.
 SERVER_COMPLAINTS = (
@@ -39,15 +36,6 @@ SERVER_COMPLAINTS = (
     "retryable status code",
     "HTTPStatusError",
 )
-
-
-def require_prefect() -> None:
-    if PREFECT_PYTHON.exists():
-        return
-    message = f"Prefect 3.9.1 virtualenv missing at {PREFECT_VENV} (make test creates it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @dataclass

@@ -23,7 +23,8 @@ import pytest
 
 from catalogs import prefect_site_packages
 from databases import DatabaseBackends
-from e2e.conftest import PREFECT_VENV, PrefectEnv, require_prefect, wait_for
+from e2e.conftest import PrefectEnv, wait_for
+from prefect_venv import PREFECT_VENV, require_prefect
 from servers import RunningServer, deputy_server, free_port
 
 TYPE_FIELDS = (

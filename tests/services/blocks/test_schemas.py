@@ -25,10 +25,9 @@ from deputy.errors import Conflict, Forbidden, NotFound, Unprocessable
 from deputy.schemas.blocks import BlockSchemaCreate, BlockSchemaFilter, BlockTypeCreate
 from deputy.services.blocks import schemas as block_schemas
 from deputy.services.blocks import types as block_types
+from prefect_venv import PREFECT_VENV
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
-REPO = Path(__file__).resolve().parents[3]
-PREFECT_VENV = Path(os.environ.get("DEPUTY_PREFECT_VENV", REPO / ".venv-prefect"))
 
 
 def prefect_file(relative: str) -> Path | None:
