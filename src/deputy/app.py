@@ -159,6 +159,8 @@ def _add_error_handlers(api: FastAPI, database: Database) -> None:
     api.add_exception_handler(RequestValidationError, request_validation_handler)
     api.add_exception_handler(DeputyError, _deputy_error_handler)
     api.add_exception_handler(DBAPIError, _error_handler)
+    # sqlite3 raises this unwrapped when a value holds a lone surrogate (the client's text).
+    api.add_exception_handler(UnicodeEncodeError, _error_handler)
     # Connection failures come straight from the driver (not wrapped by SQLAlchemy); handled
     # here, not by the catch-all, so the client's keep-alive connection stays usable.
     for error_class in connection_error_classes(database.is_sqlite):
@@ -172,8 +174,12 @@ async def _deputy_error_handler(_request: Request, exc: Exception) -> JSONRespon
 
 
 UNSTORABLE_TEXT = (
-    "The request contains text PostgreSQL cannot store (a NUL character, \\u0000, or a lone "
+    "The request contains text the database cannot store (a NUL character, \\u0000, or a lone "
     "surrogate escape such as \\ud800)."
+)
+TOO_MANY_VALUES = (
+    "The request asks about more values than one query can carry (at most 32767); "
+    "split it into smaller requests."
 )
 
 #: How each kind of database failure is answered, and how loudly it is logged.
@@ -182,6 +188,7 @@ _FAULT_ANSWERS: dict[Fault, tuple[Callable[[], DeputyError], int]] = {
     Fault.BUSY: (ServiceUnavailable, logging.WARNING),
     Fault.UNREACHABLE: (ServiceUnavailable, logging.WARNING),
     Fault.UNSTORABLE_TEXT: (lambda: Unprocessable(UNSTORABLE_TEXT), logging.INFO),
+    Fault.TOO_MANY_VALUES: (lambda: Unprocessable(TOO_MANY_VALUES), logging.INFO),
 }
 
 

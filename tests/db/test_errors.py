@@ -1,5 +1,6 @@
 """Database errors answered by kind: 409 for a constraint, 503 (with Retry-After) for a held
-lock or an unreachable server, 422 for text PostgreSQL cannot store, 500 for the rest."""
+lock or an unreachable server, 422 for text the database cannot store or a query with too
+many values, 500 for the rest."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from deputy.app import UNSTORABLE_TEXT, create_api_app
+from deputy.app import TOO_MANY_VALUES, UNSTORABLE_TEXT, create_api_app
 from deputy.db.engine import Database
 from deputy.db.errors import Fault, classify, connection_error_classes, is_busy
 from deputy.errors import INTEGRITY_CONFLICT
@@ -29,6 +30,13 @@ class CannotConnectNowError(Exception):
 
 
 CannotConnectNowError.__module__ = "asyncpg.exceptions"
+
+
+class InterfaceError(Exception):
+    """Stands for asyncpg's InterfaceError (one of its "unreachable" errors by name)."""
+
+
+InterfaceError.__module__ = "asyncpg.exceptions"
 
 
 def _wrapped(error_class: type[DBAPIError], orig: BaseException) -> DBAPIError:
@@ -44,6 +52,16 @@ def _locked() -> DBAPIError:
 
 def _nul() -> DBAPIError:
     return _wrapped(DataError, ValueError('invalid byte sequence for encoding "UTF8": 0x00'))
+
+
+def _lone_surrogate() -> UnicodeEncodeError:
+    """What sqlite3 raises, unwrapped, binding a str that holds a lone surrogate."""
+    return UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+
+def _too_many_arguments() -> DBAPIError:
+    message = "the number of query arguments cannot exceed 32767"
+    return _wrapped(DBAPIError, InterfaceError(message))
 
 
 def _lost_connection() -> DBAPIError:
@@ -75,6 +93,8 @@ CASES: list[tuple[Callable[[], BaseException], Fault]] = [
         lambda: _wrapped(DataError, ValueError("invalid input syntax for type json")),
         Fault.UNSTORABLE_TEXT,
     ),
+    (_lone_surrogate, Fault.UNSTORABLE_TEXT),
+    (_too_many_arguments, Fault.TOO_MANY_VALUES),
     (ConnectionRefusedError, Fault.UNREACHABLE),
     (lambda: CannotConnectNowError("starting up"), Fault.UNREACHABLE),
     (_unreachable_cause, Fault.UNREACHABLE),
@@ -114,6 +134,8 @@ ANSWERS: list[tuple[Callable[[], BaseException], int, Any, str | None]] = [
     (ConnectionRefusedError, 503, {"exception_message": "Service Unavailable"}, "1"),
     (_unreachable_cause, 503, {"exception_message": "Service Unavailable"}, "1"),
     (_nul, 422, {"detail": UNSTORABLE_TEXT}, None),
+    (_lone_surrogate, 422, {"detail": UNSTORABLE_TEXT}, None),
+    (_too_many_arguments, 422, {"detail": TOO_MANY_VALUES}, None),
     (
         lambda: _wrapped(ProgrammingError, sqlite3.OperationalError("no such table")),
         500,

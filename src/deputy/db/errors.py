@@ -23,8 +23,10 @@ class Fault(enum.Enum):
     BUSY = "busy"
     #: The database server cannot be reached now (restarting, failing over, network) (503).
     UNREACHABLE = "unreachable"
-    #: PostgreSQL refused text in the request: a NUL character or a lone surrogate escape (422).
+    #: The database refused text in the request: a NUL character or a lone surrogate (422).
     UNSTORABLE_TEXT = "unstorable_text"
+    #: A query with more values than the driver can send (PostgreSQL: 32767) (422).
+    TOO_MANY_VALUES = "too_many_values"
     #: Anything else (bad SQL, a bug; or not a database error at all) (500).
     UNEXPECTED = "unexpected"
 
@@ -43,10 +45,18 @@ _ASYNCPG_UNREACHABLE = frozenset(
 )
 
 
+#: asyncpg's refusal of a statement with more than 32767 parameters (a huge filter list).
+_TOO_MANY_ARGUMENTS = "number of query arguments cannot exceed"
+
+
 def classify(exc: BaseException) -> Fault:
     """The kind of failure ``exc`` is; ``Fault.UNEXPECTED`` for anything not recognised."""
     if isinstance(exc, IntegrityError):
         return Fault.CONFLICT
+    if isinstance(exc, UnicodeEncodeError) and "surrogates not allowed" in str(exc):
+        return Fault.UNSTORABLE_TEXT  # sqlite3 binding a str with a lone surrogate
+    if _TOO_MANY_ARGUMENTS in str(getattr(exc, "orig", None) or exc):
+        return Fault.TOO_MANY_VALUES  # before UNREACHABLE: asyncpg calls it an InterfaceError
     if isinstance(exc, DBAPIError):
         if _is_transient(exc):
             return Fault.BUSY
@@ -100,6 +110,8 @@ def _is_unstorable_text(exc: DBAPIError) -> bool:
         or "invalid input syntax for type json" in message
         # A NUL escape inside JSONB (asyncpg's UntranslatableCharacterError).
         or "unsupported unicode escape sequence" in message
+        # A lone surrogate in a text parameter (asyncpg cannot encode it).
+        or "surrogates not allowed" in message
     )
 
 

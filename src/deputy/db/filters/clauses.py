@@ -3,6 +3,7 @@ per dialect, and Prefect's rules for combining a filter object's conditions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +63,11 @@ def _literal(value: str) -> Any:
 
 
 def _json_text(values: Sequence[str]) -> str:
-    return orjson.dumps(list(values)).decode()
+    try:
+        return orjson.dumps(list(values)).decode()
+    except orjson.JSONEncodeError:
+        # A lone surrogate: written as an escape, which PostgreSQL refuses (a clear 422).
+        return json.dumps(list(values))
 
 
 # --- case-insensitive LIKE ----------------------------------------------------------------
